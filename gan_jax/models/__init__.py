@@ -1,0 +1,1 @@
+"""One module per family: G and D, nothing else."""

@@ -1,0 +1,130 @@
+"""2-D convolution with optional FIR up/downsampling (NVIDIA's `conv2d_resample.py`), NHWC / HWIO.
+
+Weights are ``[kh, kw, in_channels // groups, out_channels]``. ``flip_weight=True`` is
+correlation (what ``torch.nn.functional.conv2d`` and ``lax.conv`` compute); ``False`` is true
+convolution. Padding is ``[x0, x1, y0, y1]`` with respect to the upsampled image, applied once.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.lax as lax
+import numpy as np
+
+from gan_jax.nn.upfirdn2d import Padding, filter_size, parse_padding, upfirdn2d
+
+_NHWC = ("NHWC", "HWIO", "NHWC")
+
+
+def conv2d(
+    x: jax.Array,
+    w: jax.Array,
+    stride: int = 1,
+    padding: tuple[int, int] = (0, 0),
+    groups: int = 1,
+    flip_weight: bool = True,
+) -> jax.Array:
+    """Plain strided conv of ``x`` [N, H, W, C] with ``w`` [kh, kw, C/groups, O]; ``padding=(py, px)``."""
+    if not flip_weight:
+        w = w[::-1, ::-1]
+    py, px = padding
+    return lax.conv_general_dilated(
+        x, w.astype(x.dtype), window_strides=(stride, stride), padding=[(py, py), (px, px)],
+        feature_group_count=groups, dimension_numbers=_NHWC,
+    )
+
+
+def conv_transpose2d(
+    x: jax.Array,
+    w: jax.Array,
+    stride: int,
+    padding: tuple[int, int] = (0, 0),
+    groups: int = 1,
+    flip_weight: bool = True,
+) -> jax.Array:
+    """``torch.nn.functional.conv_transpose2d`` semantics with an HWIO weight.
+
+    Tap ``(ky, kx)`` of input pixel ``(i, j)`` lands on ``(s*i + ky - py, s*j + kx - px)``
+    (``flip_weight=False`` flips the kernel first, as upstream's wrapper does). Computed as a
+    correlation of the zero-dilated input with the spatially flipped kernel.
+    """
+    if not flip_weight:
+        w = w[::-1, ::-1]
+    kh, kw = w.shape[0], w.shape[1]
+    py, px = padding
+    if py > kh - 1 or px > kw - 1:
+        raise ValueError(f"transposed-conv padding {padding} larger than kernel size - 1 ({kh - 1}, {kw - 1})")
+    return lax.conv_general_dilated(
+        x, w[::-1, ::-1].astype(x.dtype), window_strides=(1, 1),
+        padding=[(kh - 1 - py, kh - 1 - py), (kw - 1 - px, kw - 1 - px)],
+        lhs_dilation=(stride, stride), feature_group_count=groups, dimension_numbers=_NHWC,
+    )
+
+
+def conv2d_resample(
+    x: jax.Array,
+    w: jax.Array,
+    f: np.ndarray | None = None,
+    up: int = 1,
+    down: int = 1,
+    padding: Padding = 0,
+    groups: int = 1,
+    flip_weight: bool = True,
+    flip_filter: bool = False,
+) -> jax.Array:
+    """Conv of ``x`` [N, H, W, C] with ``w`` [kh, kw, C/groups, O], FIR-resampled by ``f``.
+
+    The same fast paths as upstream, so results agree to float32 rounding:
+    1x1 + down (filter first), 1x1 + up (conv first), down (filter, strided conv),
+    up (transposed strided conv, then filter), plain conv, and the generic fallback.
+    Returns ``[N, H', W', O]``.
+    """
+    if x.ndim != 4 or w.ndim != 4:
+        raise ValueError(f"expected x [N, H, W, C] and w [kh, kw, I, O], got {x.shape} and {w.shape}")
+    if up < 1 or down < 1:
+        raise ValueError(f"up and down must be >= 1, got up={up}, down={down}")
+    kh, kw = int(w.shape[0]), int(w.shape[1])
+    fw, fh = filter_size(f)
+    px0, px1, py0, py1 = parse_padding(padding)
+
+    if up > 1:
+        px0 += (fw + up - 1) // 2
+        px1 += (fw - up) // 2
+        py0 += (fh + up - 1) // 2
+        py1 += (fh - up) // 2
+    if down > 1:
+        px0 += (fw - down + 1) // 2
+        px1 += (fw - down) // 2
+        py0 += (fh - down + 1) // 2
+        py1 += (fh - down) // 2
+
+    if kw == 1 and kh == 1 and down > 1 and up == 1:
+        x = upfirdn2d(x, f, down=down, padding=[px0, px1, py0, py1], flip_filter=flip_filter)
+        return conv2d(x, w, groups=groups, flip_weight=flip_weight)
+
+    if kw == 1 and kh == 1 and up > 1 and down == 1:
+        x = conv2d(x, w, groups=groups, flip_weight=flip_weight)
+        return upfirdn2d(x, f, up=up, padding=[px0, px1, py0, py1], gain=up**2, flip_filter=flip_filter)
+
+    if down > 1 and up == 1:
+        x = upfirdn2d(x, f, padding=[px0, px1, py0, py1], flip_filter=flip_filter)
+        return conv2d(x, w, stride=down, groups=groups, flip_weight=flip_weight)
+
+    if up > 1:
+        px0 -= kw - 1
+        px1 -= kw - up
+        py0 -= kh - 1
+        py1 -= kh - up
+        pxt = max(min(-px0, -px1), 0)
+        pyt = max(min(-py0, -py1), 0)
+        x = conv_transpose2d(x, w, stride=up, padding=(pyt, pxt), groups=groups, flip_weight=not flip_weight)
+        x = upfirdn2d(x, f, padding=[px0 + pxt, px1 + pxt, py0 + pyt, py1 + pyt], gain=up**2, flip_filter=flip_filter)
+        if down > 1:
+            x = upfirdn2d(x, f, down=down, flip_filter=flip_filter)
+        return x
+
+    if px0 == px1 and py0 == py1 and px0 >= 0 and py0 >= 0:
+        return conv2d(x, w, padding=(py0, px0), groups=groups, flip_weight=flip_weight)
+
+    x = upfirdn2d(x, None, padding=[px0, px1, py0, py1], flip_filter=flip_filter)
+    return conv2d(x, w, groups=groups, flip_weight=flip_weight)

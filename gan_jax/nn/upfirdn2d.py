@@ -1,0 +1,175 @@
+"""Upsample, FIR-filter, downsample: NVIDIA's `torch_utils/ops/upfirdn2d.py` on NHWC arrays.
+
+``upfirdn2d`` does four things, in the official order:
+1. upsample by inserting ``up - 1`` zeros after every sample (sample ``i`` goes to ``i * up``);
+2. pad ``[x0, x1, y0, y1]`` — width first, as upstream; negative values crop;
+3. *convolve* with the filter ``f`` (``flip_filter=True`` correlates instead);
+4. keep every ``down``-th sample.
+
+Filters are numpy arrays made by ``setup_filter``: ``[fh, fw]`` (non-separable) or ``[taps]``
+(separable, applied along W then H). They are constants of the graph, not parameters.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence, Union
+
+import jax
+import jax.lax as lax
+import jax.numpy as jnp
+import numpy as np
+
+Padding = Union[int, Sequence[int]]
+Scaling = Union[int, Sequence[int]]
+
+_NHWC = ("NHWC", "HWIO", "NHWC")
+
+
+def parse_scaling(scaling: Scaling) -> tuple[int, int]:
+    """``int`` or ``[sx, sy]`` -> ``(sx, sy)``."""
+    if isinstance(scaling, (int, np.integer)):
+        scaling = [int(scaling), int(scaling)]
+    sx, sy = (int(s) for s in scaling)
+    if sx < 1 or sy < 1:
+        raise ValueError(f"scaling factors must be >= 1, got {scaling}")
+    return sx, sy
+
+
+def parse_padding(padding: Padding) -> tuple[int, int, int, int]:
+    """``int``, ``[px, py]`` or ``[x0, x1, y0, y1]`` -> ``(x0, x1, y0, y1)`` (upstream's order)."""
+    if isinstance(padding, (int, np.integer)):
+        padding = [int(padding), int(padding)]
+    padding = [int(p) for p in padding]
+    if len(padding) == 2:
+        px, py = padding
+        padding = [px, px, py, py]
+    if len(padding) != 4:
+        raise ValueError(f"padding must be an int, [x, y] or [x0, x1, y0, y1], got {padding}")
+    x0, x1, y0, y1 = padding
+    return x0, x1, y0, y1
+
+
+def filter_size(f: np.ndarray | None) -> tuple[int, int]:
+    """``(fw, fh)`` of a prepared filter (upstream's ``_get_filter_size``)."""
+    if f is None:
+        return 1, 1
+    if f.ndim not in (1, 2):
+        raise ValueError(f"filter must be 1-D or 2-D, got shape {f.shape}")
+    return int(f.shape[-1]), int(f.shape[0])
+
+
+def setup_filter(
+    f: Sequence[float] | np.ndarray | None,
+    normalize: bool = True,
+    flip_filter: bool = False,
+    gain: float = 1.0,
+    separable: bool | None = None,
+) -> np.ndarray:
+    """Prepare a FIR filter as upstream's ``setup_filter``: float32 ``[fh, fw]`` or ``[taps]``.
+
+    A 1-D list becomes separable only when it has >= 8 taps or ``separable=True``; otherwise it
+    becomes the outer product with itself. ``normalize`` makes it sum to 1.
+    """
+    f = np.asarray(1.0 if f is None else f, dtype=np.float32)
+    if f.ndim not in (0, 1, 2) or f.size == 0:
+        raise ValueError(f"filter must be a non-empty scalar, 1-D or 2-D array, got shape {f.shape}")
+    if f.ndim == 0:
+        f = f[np.newaxis]
+    if separable is None:
+        separable = f.ndim == 1 and f.size >= 8
+    if f.ndim == 1 and not separable:
+        f = np.outer(f, f)
+    if f.ndim != (1 if separable else 2):
+        raise ValueError(f"a {f.ndim}-D filter cannot be separable={separable}")
+    if normalize:
+        f = f / f.sum()
+    if flip_filter:
+        f = np.flip(f, axis=tuple(range(f.ndim)))
+    f = f * np.float32(gain ** (f.ndim / 2))
+    return np.ascontiguousarray(f, dtype=np.float32)
+
+
+def _depthwise(x: jax.Array, kernel_hw: np.ndarray, stride: tuple[int, int]) -> jax.Array:
+    """Correlate each channel of NHWC ``x`` with the 2-D ``kernel_hw`` [kh, kw], VALID padding."""
+    c = x.shape[-1]
+    k = jnp.asarray(kernel_hw, x.dtype)[:, :, None, None]
+    k = jnp.broadcast_to(k, (*kernel_hw.shape, 1, c))
+    return lax.conv_general_dilated(
+        x, k, window_strides=stride, padding="VALID", feature_group_count=c, dimension_numbers=_NHWC
+    )
+
+
+def upfirdn2d(
+    x: jax.Array,
+    f: np.ndarray | None,
+    up: Scaling = 1,
+    down: Scaling = 1,
+    padding: Padding = 0,
+    flip_filter: bool = False,
+    gain: float = 1.0,
+) -> jax.Array:
+    """Pad, upsample, filter and downsample ``x`` [N, H, W, C] with the prepared filter ``f``.
+
+    Returns ``[N, H', W', C]`` with ``H' = (H*up_y + py0 + py1 - fh) // down_y + 1``.
+    """
+    if x.ndim != 4:
+        raise ValueError(f"upfirdn2d expects NHWC [N, H, W, C], got shape {x.shape}")
+    f = np.ones([1, 1], np.float32) if f is None else np.asarray(f, np.float32)
+    upx, upy = parse_scaling(up)
+    downx, downy = parse_scaling(down)
+    px0, px1, py0, py1 = parse_padding(padding)
+
+    # Zero insertion and pad/crop in one lax.pad: interior padding puts up-1 zeros between samples,
+    # the extra (up-1) at the end are the zeros upstream appends after the last sample.
+    zero = jnp.zeros((), x.dtype)
+    x = lax.pad(x, zero, [(0, 0, 0), (py0, py1 + upy - 1, upy - 1), (px0, px1 + upx - 1, upx - 1), (0, 0, 0)])
+
+    f = f * np.float32(gain ** (f.ndim / 2))
+    if not flip_filter:  # true convolution = correlation with the flipped filter
+        f = np.flip(f, axis=tuple(range(f.ndim)))
+    if f.ndim == 2:
+        return _depthwise(x, f, (downy, downx))
+    x = _depthwise(x, f[np.newaxis, :], (1, downx))
+    return _depthwise(x, f[:, np.newaxis], (downy, 1))
+
+
+def filter2d(
+    x: jax.Array, f: np.ndarray | None, padding: Padding = 0, flip_filter: bool = False, gain: float = 1.0
+) -> jax.Array:
+    """Filter ``x`` [N, H, W, C] keeping its size (plus ``padding``)."""
+    px0, px1, py0, py1 = parse_padding(padding)
+    fw, fh = filter_size(f)
+    p = [px0 + fw // 2, px1 + (fw - 1) // 2, py0 + fh // 2, py1 + (fh - 1) // 2]
+    return upfirdn2d(x, f, padding=p, flip_filter=flip_filter, gain=gain)
+
+
+def upsample2d(
+    x: jax.Array,
+    f: np.ndarray | None,
+    up: Scaling = 2,
+    padding: Padding = 0,
+    flip_filter: bool = False,
+    gain: float = 1.0,
+) -> jax.Array:
+    """Upsample ``x`` [N, H, W, C] to [N, H*up, W*up, C] (plus ``padding``); DC gain is kept."""
+    upx, upy = parse_scaling(up)
+    px0, px1, py0, py1 = parse_padding(padding)
+    fw, fh = filter_size(f)
+    p = [px0 + (fw + upx - 1) // 2, px1 + (fw - upx) // 2, py0 + (fh + upy - 1) // 2, py1 + (fh - upy) // 2]
+    return upfirdn2d(x, f, up=up, padding=p, flip_filter=flip_filter, gain=gain * upx * upy)
+
+
+def downsample2d(
+    x: jax.Array,
+    f: np.ndarray | None,
+    down: Scaling = 2,
+    padding: Padding = 0,
+    flip_filter: bool = False,
+    gain: float = 1.0,
+) -> jax.Array:
+    """Downsample ``x`` [N, H, W, C] to [N, H/down, W/down, C] (plus ``padding``)."""
+    downx, downy = parse_scaling(down)
+    px0, px1, py0, py1 = parse_padding(padding)
+    fw, fh = filter_size(f)
+    p = [px0 + (fw - downx + 1) // 2, px1 + (fw - downx) // 2, py0 + (fh - downy + 1) // 2, py1 + (fh - downy) // 2]
+    return upfirdn2d(x, f, down=down, padding=p, flip_filter=flip_filter, gain=gain)

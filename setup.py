@@ -1,0 +1,30 @@
+"""gan_jax: ProGAN, StyleGAN, StyleGAN2 and BigGAN in JAX/Flax."""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="gan_jax",
+    version="0.1.0",
+    description="ProGAN, StyleGAN, StyleGAN2 and BigGAN as pure-functional Flax modules with the official numerics",
+    packages=find_packages(include=["gan_jax", "gan_jax.*"]),
+    python_requires=">=3.11",
+    install_requires=[
+        "jax>=0.10",
+        "jaxlib>=0.10",
+        "flax>=0.12",
+        "optax>=0.2.8",
+        "orbax-checkpoint>=0.12",
+        "ml_collections>=1.0",
+        "clu>=0.0.12",
+        "tensorflow-cpu>=2.21",
+        "tensorboard>=2.20",  # clu's metric writers import it; tensorflow-cpu 2.21 no longer pulls it
+        "tensorflow-datasets>=4.9",
+        "numpy>=1.26",
+        "pillow>=10",
+        "absl-py>=2",
+    ],
+    extras_require={
+        # torch only for side-by-side reference comparisons; the CPU wheel is 2.13.0.
+        "test": ["pytest>=8", "scipy>=1.11", "torch==2.13.0"],
+    },
+)

@@ -1,0 +1,165 @@
+"""The shared layers against single-op cases of NVIDIA's official code (fixtures/stylegan2_ada/layers.*)."""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from conftest import load_json, load_npz, nchw, nhwc, oihw_to_hwio
+from gan_jax import nn as gnn
+
+FAMILY = "stylegan2_ada"
+
+
+@pytest.fixture(scope="module")
+def layers():
+    return load_npz(FAMILY, "layers.npz"), load_json(FAMILY, "layers.json")
+
+
+def _filter(arrays, name):
+    return None if name in (None, "None") else arrays[f"filter.{name}"]
+
+
+def test_setup_filter_matches_official(layers):
+    arrays, _ = layers
+    np.testing.assert_array_equal(gnn.setup_filter([1, 3, 3, 1]), arrays["filter.f1331"])
+    np.testing.assert_allclose(gnn.setup_filter([1, 3, 3, 1], separable=True), arrays["filter.f1331_sep"], rtol=1e-7)
+    np.testing.assert_allclose(gnn.setup_filter([1, 2, 5, 3], separable=True), arrays["filter.fasym_1d"], rtol=1e-7)
+    # >= 8 taps become separable automatically, as upstream.
+    assert gnn.setup_filter(np.ones(8)).ndim == 1 and gnn.setup_filter(np.ones(7)).ndim == 2
+
+
+UPFIRDN_FNS = {
+    "upfirdn2d.upfirdn2d": gnn.upfirdn2d,
+    "upfirdn2d.upsample2d": gnn.upsample2d,
+    "upfirdn2d.downsample2d": gnn.downsample2d,
+    "upfirdn2d.filter2d": gnn.filter2d,
+}
+
+
+def test_upfirdn2d_cases(layers):
+    arrays, meta = layers
+    x = nhwc(arrays["upfirdn.x"])
+    assert len(meta["upfirdn2d"]) >= 15
+    for case, kw in meta["upfirdn2d"].items():
+        kw = dict(kw)
+        fn = UPFIRDN_FNS[kw.pop("fn")]
+        f = _filter(arrays, kw.pop("f"))
+        kw.pop("x")
+        out = jax.jit(lambda x: fn(x, f, **kw))(x)
+        np.testing.assert_allclose(nchw(out), arrays[f"upfirdn.{case}.out"], atol=1e-5, err_msg=case)
+
+
+def test_conv2d_resample_cases(layers):
+    arrays, meta = layers
+    for case, kw in meta["conv2d_resample"].items():
+        kw = dict(kw)
+        f = _filter(arrays, kw.pop("f"))
+        x = nhwc(arrays[f"conv2d_resample.{case}.x"])
+        w = oihw_to_hwio(arrays[f"conv2d_resample.{case}.w"])
+        padding = kw.pop("padding")
+        out = jax.jit(lambda x, w: gnn.conv2d_resample(x, w, f=f, padding=padding, **kw))(x, w)
+        np.testing.assert_allclose(nchw(out), arrays[f"conv2d_resample.{case}.out"], atol=1e-5, err_msg=case)
+
+
+def _modconv_case(arrays, case, kw, fused=None):
+    x = nhwc(arrays[f"modconv.{case}.x"])
+    w = oihw_to_hwio(arrays[f"modconv.{case}.weight"])
+    s = arrays[f"modconv.{case}.styles"]
+    noise = arrays[f"modconv.{case}.noise"][:, :, None] if kw["noise"] else None
+    fn = functools.partial(
+        gnn.modulated_conv2d, up=kw.get("up", 1), down=kw.get("down", 1), padding=kw["padding"],
+        resample_filter=_filter(arrays, kw["resample_filter"]), demodulate=kw["demodulate"],
+        flip_weight=kw["flip_weight"], fused_modconv=kw["fused_modconv"] if fused is None else fused,
+    )
+    return jax.jit(fn)(x, w, s, noise)
+
+
+def test_modulated_conv_cases(layers):
+    arrays, meta = layers
+    for case, kw in meta["modulated_conv2d"].items():
+        out = _modconv_case(arrays, case, kw)
+        np.testing.assert_allclose(nchw(out), arrays[f"modconv.{case}.out"], atol=1e-5, err_msg=case)
+
+
+def test_grouped_and_per_sample_modconv_agree(layers):
+    arrays, meta = layers
+    for case, kw in meta["modulated_conv2d"].items():
+        grouped = _modconv_case(arrays, case, kw, fused=True)
+        per_sample = _modconv_case(arrays, case, kw, fused=False)
+        np.testing.assert_allclose(grouped, per_sample, atol=1e-5, err_msg=case)
+
+
+def test_bias_act_cases(layers):
+    arrays, meta = layers
+    for case, kw in meta["bias_act"].items():
+        kw = dict(kw)
+        x = arrays[f"bias_act.{case}.x"]
+        b = arrays.get(f"bias_act.{case}.b")
+        dim = kw.pop("dim", 1)
+        # The fixture is NCHW; with dim=d the bias runs along axis d of the same array.
+        out = jax.jit(lambda x, b: gnn.bias_act(x, b, axis=dim, **kw))(x, b)
+        np.testing.assert_allclose(out, arrays[f"bias_act.{case}.out"], atol=1e-6, err_msg=case)
+
+
+def test_minibatch_std_cases(layers):
+    arrays, meta = layers
+    x = nhwc(arrays["mbstd.x"])
+    for case, kw in meta["mbstd"].items():
+        out = jax.jit(lambda x: gnn.minibatch_std(x, kw["group_size"], kw["num_channels"]))(x)
+        np.testing.assert_allclose(nchw(out), arrays[f"mbstd.{case}.out"], atol=1e-6, err_msg=case)
+
+
+def test_minibatch_std_groups_are_strided(layers):
+    """Changing one sample changes the statistic of exactly its group {i, i+N/G, ...}."""
+    arrays, meta = layers
+    x = nhwc(arrays["mbstd.x"])
+    for case, kw in meta["mbstd"].items():
+        base = gnn.minibatch_std(x, kw["group_size"], kw["num_channels"])[..., -1]
+        for group in arrays[f"mbstd.{case}.groups"]:
+            bumped = x.copy()
+            bumped[group[0]] *= 3.0
+            changed = np.abs(gnn.minibatch_std(bumped, kw["group_size"], kw["num_channels"])[..., -1] - base).max(axis=(1, 2)) > 0
+            np.testing.assert_array_equal(np.flatnonzero(changed), np.sort(group), err_msg=case)
+
+
+def test_minibatch_std_rejects_indivisible_batch():
+    with pytest.raises(ValueError, match="divisible by the group size 4"):
+        gnn.minibatch_std(jnp.zeros((6, 4, 4, 3)), 4)
+
+
+def test_normalize_2nd_moment(layers):
+    arrays, _ = layers
+    out = gnn.normalize_2nd_moment(arrays["normalize_2nd_moment.x"])
+    np.testing.assert_allclose(out, arrays["normalize_2nd_moment.out"], atol=1e-6)
+
+
+def test_fully_connected_module(layers):
+    arrays, meta = layers
+    init = meta["modules"]["fc_lrelu_lr0.01"]["init"]
+    layer = gnn.FullyConnectedLayer(init["out_features"], activation=init["activation"],
+                                    lr_multiplier=init["lr_multiplier"], bias_init=init["bias_init"])
+    params = {"weight": arrays["mod.fc_lrelu_lr0.01.weight"].T, "bias": arrays["mod.fc_lrelu_lr0.01.bias"]}
+    out = jax.jit(layer.apply)({"params": params}, arrays["mod.fc_lrelu_lr0.01.x"])
+    np.testing.assert_allclose(out, arrays["mod.fc_lrelu_lr0.01.out"], atol=1e-5)
+
+
+def test_conv2d_layer_modules(layers):
+    arrays, meta = layers
+    for name, gains in [("conv2dlayer_k3_down2_clamp", {"out_gain1": 1.0, "out_gainsqrt0.5": np.sqrt(0.5)}),
+                        ("conv2dlayer_k1_up2_nobias", {"out_gainsqrt0.5": np.sqrt(0.5)})]:
+        init = dict(meta["modules"][name]["init"])
+        in_ch = init.pop("in_channels")
+        layer = gnn.Conv2dLayer(init.pop("out_channels"), init.pop("kernel_size"), **init)
+        params = {"weight": oihw_to_hwio(arrays[f"mod.{name}.weight"])}
+        if f"mod.{name}.bias" in arrays:
+            params["bias"] = arrays[f"mod.{name}.bias"]
+        x = nhwc(arrays[f"mod.{name}.x"])
+        assert x.shape[-1] == in_ch
+        for key, gain in gains.items():
+            out = layer.apply({"params": params}, x, gain=gain)
+            np.testing.assert_allclose(nchw(out), arrays[f"mod.{name}.{key}"], atol=1e-5, err_msg=f"{name}.{key}")
