@@ -3,7 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
 import pathlib
+import sys
+
+# Eight fake CPU devices for the sharding tests; set before anything imports jax.
+os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+REPO = pathlib.Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))  # `configs` is a top-level folder of the repo
 
 import numpy as np
 import pytest
@@ -40,3 +49,37 @@ def nchw(x) -> np.ndarray:
 
 def oihw_to_hwio(w: np.ndarray) -> np.ndarray:
     return np.transpose(w, (2, 3, 1, 0))
+
+
+def stylegan2_train_config(fixture: dict, **train_overrides):
+    """A gan_jax config with the settings of the sg2_32_train fixture (NVIDIA's loop kwargs)."""
+    from configs import common
+
+    cfg, k = common.stylegan2(fixture["config"]["resolution"]), fixture["config"]
+    cfg.model.G.z_dim, cfg.model.G.w_dim = k["z_dim"], k["w_dim"]
+    cfg.model.G.mapping_kwargs = dict(fixture["G_kwargs"]["mapping_kwargs"])
+    cfg.model.G.synthesis_kwargs = dict(fixture["G_kwargs"]["synthesis_kwargs"])
+    cfg.model.D = {k2: v for k2, v in fixture["D_kwargs"].items() if k2 != "class_name"}
+    t = cfg.train
+    t.batch_size, t.r1_gamma, t.pl_weight = k["batch_size"], k["r1_gamma"], k["pl_weight"]
+    t.pl_batch_shrink, t.pl_decay, t.style_mixing_prob = k["pl_batch_shrink"], k["pl_decay"], k["style_mixing_prob"]
+    t.g_reg_interval, t.d_reg_interval = k["G_reg_interval"], k["D_reg_interval"]
+    t.g_lr = t.d_lr = k["lr"]
+    t.betas, t.eps, t.ema_kimg = tuple(k["betas"]), k["eps"], k["ema_kimg"]
+    t.ema_rampup = k["ema_rampup"]
+    t.num_shards = 1
+    for key, value in train_overrides.items():
+        setattr(t, key, value)
+    return cfg
+
+
+def tiny_config(**train_overrides):
+    """configs/default.py:tiny with TensorBoard off, and ``train`` fields overridden."""
+    from configs import default
+
+    cfg = default.get_config("tiny")
+    cfg.log.tensorboard = False
+    cfg.train.num_shards = 1  # mbstd over the whole (tiny) batch, whatever the device count
+    for key, value in train_overrides.items():
+        setattr(cfg.train, key, value)
+    return cfg

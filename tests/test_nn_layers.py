@@ -163,3 +163,30 @@ def test_conv2d_layer_modules(layers):
         for key, gain in gains.items():
             out = layer.apply({"params": params}, x, gain=gain)
             np.testing.assert_allclose(nchw(out), arrays[f"mod.{name}.{key}"], atol=1e-5, err_msg=f"{name}.{key}")
+
+
+@pytest.mark.parametrize("shape", [(1, 4), (3, 1), (1, 1), (4, 4), (3, 4), (20, 20)])
+@pytest.mark.parametrize("down", [1, 2, (2, 1), (1, 3)])
+def test_upfirdn2d_shift_sum_paths_match_a_direct_convolution(shape, down):
+    """Every filter-path of upfirdn2d (shifted sums, separable rank-1, depthwise conv) against a
+    direct numpy evaluation of the four official steps (zero-insert, pad, convolve, drop)."""
+    rng = np.random.RandomState(sum(shape))
+    f = rng.rand(*shape).astype(np.float32)
+    if shape == (4, 4):
+        f = np.outer(rng.rand(4), rng.rand(4)).astype(np.float32)  # rank 1: the separable path
+    x = rng.randn(2, 24, 13, 3).astype(np.float32)
+    up, pad = (2, 1), [1, 2, 3, 0]
+    dx, dy = (down, down) if isinstance(down, int) else down
+    # numpy reference
+    z = np.zeros((2, 24 * 1, 13 * 2, 3), np.float32)
+    z[:, ::1, ::2] = x
+    z = np.pad(z, [(0, 0), (pad[2], pad[3]), (pad[0], pad[1]), (0, 0)])
+    kf = f[::-1, ::-1]
+    fh, fw = f.shape
+    out = np.zeros((2, z.shape[1] - fh + 1, z.shape[2] - fw + 1, 3), np.float64)
+    for i in range(fh):
+        for j in range(fw):
+            out += kf[i, j] * z[:, i:i + out.shape[1], j:j + out.shape[2]]
+    want = out[:, ::dy, ::dx]
+    got = gnn.upfirdn2d(jnp.asarray(x), f, up=up, down=down, padding=pad)
+    np.testing.assert_allclose(got, want, atol=1e-5, rtol=1e-5)

@@ -174,7 +174,8 @@ class SynthesisLayer(nn.Module):
             )
             strength = self.param("noise_strength", nn.initializers.zeros, (), jnp.float32)
             rng = self.make_rng("noise") if noise_mode == "random" and self.has_rng("noise") else None
-            noise = noise_input(noise_mode, (n, self.resolution, self.resolution), strength, noise_const.value, rng)
+            given = self.get_variable("noise_inputs", "noise") if noise_mode == "given" else None
+            noise = noise_input(noise_mode, (n, self.resolution, self.resolution), strength, noise_const.value, rng, given)
 
         x = modulated_conv2d(
             x.astype(self.dtype), weight, styles, noise, up=self.up, padding=k // 2,
@@ -340,7 +341,9 @@ class Generator(nn.Module):
 
     ``apply(v, z, c)`` runs mapping + synthesis; ``method='mapping'`` returns ws
     [N, num_ws, w_dim]; ``method='synthesis'`` maps ws to images. ``noise_mode='random'`` needs a
-    ``'noise'`` rng; ``update_w_avg=True`` needs ``mutable=['buffers']``.
+    ``'noise'`` rng; ``noise_mode='given'`` reads raw N(0, 1) draws [N, R, R, 1] from the variable
+    collection ``noise_inputs`` (``synthesis/b8/conv0/noise``, ...); ``update_w_avg=True`` needs
+    ``mutable=['buffers']``.
     """
 
     z_dim: int
@@ -465,6 +468,7 @@ class DiscriminatorEpilogue(nn.Module):
     architecture: str = "resnet"
     mbstd_group_size: int | None = 4  # official default (paper: group size 4)
     mbstd_num_channels: int = 1
+    mbstd_num_shards: int = 1
     activation: str = "lrelu"
     conv_clamp: float | None = None
 
@@ -474,7 +478,7 @@ class DiscriminatorEpilogue(nn.Module):
         if self.architecture == "skip":
             x = x + Conv2dLayer(self.in_channels, kernel_size=1, activation=self.activation, name="fromrgb")(img.astype(jnp.float32))
         if self.mbstd_num_channels > 0:
-            x = minibatch_std(x, self.mbstd_group_size, self.mbstd_num_channels)
+            x = minibatch_std(x, self.mbstd_group_size, self.mbstd_num_channels, self.mbstd_num_shards)
             self.sow("intermediates", "mbstd", x)
         x = Conv2dLayer(self.in_channels, kernel_size=3, activation=self.activation, conv_clamp=self.conv_clamp, name="conv")(x)
         # The official fc reads x.flatten(1) of an NCHW tensor: flatten in channel-major order.
@@ -512,6 +516,9 @@ class Discriminator(nn.Module):
     mbstd_group_size: int | None = 4
     mbstd_num_channels: int = 1
     epilogue_activation: str = "lrelu"
+    # gan_jax: mbstd statistics within each of this many equal slices of the batch (one per
+    # data-parallel device, as NVIDIA's per-GPU grouping); 1 = the whole batch, as upstream.
+    mbstd_num_shards: int = 1
     dtype: Dtype = jnp.float32
 
     @property
@@ -548,5 +555,5 @@ class Discriminator(nn.Module):
         return DiscriminatorEpilogue(
             channels[4], cmap_dim=cmap_dim, resolution=4, img_channels=ch, architecture=self.architecture,
             mbstd_group_size=self.mbstd_group_size, mbstd_num_channels=self.mbstd_num_channels,
-            activation=self.epilogue_activation, conv_clamp=self.conv_clamp, name="b4",
+            mbstd_num_shards=self.mbstd_num_shards, activation=self.epilogue_activation, conv_clamp=self.conv_clamp, name="b4",
         )(x, img, cmap)

@@ -89,6 +89,53 @@ def setup_filter(
     return np.ascontiguousarray(f, dtype=np.float32)
 
 
+# Filters with at most this many taps per axis run as a sum of shifted slices, which XLA fuses
+# into one loop; larger ones as a depthwise convolution (slow on some backends, e.g. XLA:CPU).
+_MAX_SHIFT_TAPS = 16
+
+
+def _rank1(f: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(fh, fw)`` with ``outer(fh, fw) == f`` when the 2-D filter is separable, else None."""
+    total = f.sum()
+    if total == 0:
+        return None
+    fh, fw = f.sum(axis=1), f.sum(axis=0) / total
+    return (fh, fw) if np.allclose(np.outer(fh, fw), f, rtol=1e-6, atol=1e-9) else None
+
+
+def _shifted_sum(x: jax.Array, taps: np.ndarray, axis: int, stride: int) -> jax.Array:
+    """VALID correlation of ``x`` with the 1-D ``taps`` along ``axis``, keeping every ``stride``-th output."""
+    k = taps.shape[0]
+    n_out = (x.shape[axis] - k) // stride + 1
+    out = None
+    for i, t in enumerate(taps):
+        if t == 0:
+            continue
+        term = jax.lax.slice_in_dim(x, i, i + (n_out - 1) * stride + 1, stride, axis) * jnp.asarray(t, x.dtype)
+        out = term if out is None else out + term
+    if out is None:
+        shape = list(x.shape)
+        shape[axis] = n_out
+        out = jnp.zeros(shape, x.dtype)
+    return out
+
+
+def _correlate(x: jax.Array, f: np.ndarray, stride: tuple[int, int]) -> jax.Array:
+    """Correlate each channel of NHWC ``x`` with the filter ``f`` ([fh, fw] or 1-D taps for both axes)."""
+    if f.ndim == 1:
+        return _correlate(_correlate(x, f[np.newaxis, :], (1, stride[1])), f[:, np.newaxis], (stride[0], 1))
+    if max(f.shape) > _MAX_SHIFT_TAPS:
+        return _depthwise(x, f, stride)
+    if f.shape[0] == 1:  # one row: a VALID correlation of height 1 keeps rows 0, s, 2s, ...
+        return _shifted_sum(x[:, :: stride[0]], f[0], 2, stride[1])
+    if f.shape[1] == 1:
+        return _shifted_sum(x[:, :, :: stride[1]], f[:, 0], 1, stride[0])
+    separable = _rank1(f)
+    if separable is not None:
+        return _shifted_sum(_shifted_sum(x, separable[1], 2, stride[1]), separable[0], 1, stride[0])
+    return _depthwise(x, f, stride)
+
+
 def _depthwise(x: jax.Array, kernel_hw: np.ndarray, stride: tuple[int, int]) -> jax.Array:
     """Correlate each channel of NHWC ``x`` with the 2-D ``kernel_hw`` [kh, kw], VALID padding."""
     c = x.shape[-1]
@@ -127,10 +174,7 @@ def upfirdn2d(
     f = f * np.float32(gain ** (f.ndim / 2))
     if not flip_filter:  # true convolution = correlation with the flipped filter
         f = np.flip(f, axis=tuple(range(f.ndim)))
-    if f.ndim == 2:
-        return _depthwise(x, f, (downy, downx))
-    x = _depthwise(x, f[np.newaxis, :], (1, downx))
-    return _depthwise(x, f[:, np.newaxis], (downy, 1))
+    return _correlate(x, f, (downy, downx))
 
 
 def filter2d(

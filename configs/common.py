@@ -1,0 +1,80 @@
+"""Shared defaults of every StyleGAN2 config. Each constant names its source.
+
+Sources: NVIDIA stylegan2-ada-pytorch ``train.py`` (``cfg_specs``, ``setup_training_loop_kwargs``)
+and ``training/training_loop.py`` / ``training/loss.py`` defaults, commit d72cc7d.
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+
+def stylegan2(resolution: int = 32) -> ml_collections.ConfigDict:
+    """The StyleGAN2 recipe with NVIDIA's defaults; configs override what their preset changes."""
+    c = ml_collections.ConfigDict()
+    c.recipe = "stylegan2"
+    c.seed = 0  # train.py --seed default
+
+    c.data = ml_collections.ConfigDict()
+    c.data.source = "embedded"  # embedded procedural dataset; a folder, a .zip or 'tfds:NAME' otherwise
+    c.data.resolution = resolution
+    c.data.channels = 3  # filled in from the dataset at start-up
+    c.data.xflip = False  # train.py --mirror default
+    c.data.use_labels = False  # train.py --cond default
+    c.data.num_images = 4096  # embedded dataset only
+    c.data.num_classes = 0  # embedded dataset only: > 0 gives it class labels
+    c.data.prefetch = 2
+    c.data.prepare_command = ""  # the exact `gan_jax.data.prepare` command a config's dataset needs
+
+    c.model = ml_collections.ConfigDict()
+    c.model.c_dim = 0  # filled in from the dataset's labels when data.use_labels
+    c.model.dtype = "float32"  # compute dtype of the conv blocks; parameters stay float32
+    c.model.fused_modconv = False  # the official training mode runs the per-sample (unfused) form
+    c.model.G = ml_collections.ConfigDict()
+    c.model.G.z_dim = 512  # train.py hard-codes z_dim = w_dim = 512
+    c.model.G.w_dim = 512
+    c.model.G.mapping_kwargs = ml_collections.ConfigDict({"num_layers": 8})  # cfg_specs 'map'
+    c.model.G.synthesis_kwargs = ml_collections.ConfigDict({
+        "channel_base": 32768,  # fmaps * 32768
+        "channel_max": 512,
+        "num_fp16_res": 0,  # gan_jax chooses reduced precision with model.dtype
+        "conv_clamp": 256,  # train.py: conv_clamp 256 with mixed precision
+        "architecture": "skip",  # Generator default
+    })
+    c.model.D = ml_collections.ConfigDict()
+    c.model.D.architecture = "resnet"  # Discriminator default
+    c.model.D.channel_base = 32768
+    c.model.D.channel_max = 512
+    c.model.D.num_fp16_res = 0
+    c.model.D.conv_clamp = 256
+    c.model.D.epilogue_kwargs = ml_collections.ConfigDict({"mbstd_group_size": 4})  # cfg_specs 'mbstd'
+
+    c.train = ml_collections.ConfigDict()
+    c.train.batch_size = 32  # global batch over all devices; cfg_specs 'mb'
+    c.train.num_shards = ml_collections.FieldReference(None, field_type=int)  # mbstd/mixing shards; None = one per device
+    c.train.total_kimg = 25000.0  # train.py --kimg default
+    c.train.g_lr = 0.002  # cfg_specs 'lrate'
+    c.train.d_lr = 0.002
+    c.train.betas = (0.0, 0.99)  # train.py G_opt_kwargs / D_opt_kwargs
+    c.train.eps = 1e-8
+    c.train.g_reg_interval = 4  # training_loop default G_reg_interval
+    c.train.d_reg_interval = 16  # training_loop default D_reg_interval
+    c.train.r1_gamma = 10.0  # cfg_specs 'gamma'
+    c.train.pl_weight = 2.0  # StyleGAN2Loss as train.py builds it
+    c.train.pl_batch_shrink = 2
+    c.train.pl_decay = 0.01
+    c.train.style_mixing_prob = 0.9
+    c.train.ema_kimg = 10.0  # cfg_specs 'ema'
+    c.train.ema_rampup = ml_collections.FieldReference(None, field_type=float)  # cfg_specs 'ramp'
+
+    c.log = ml_collections.ConfigDict()
+    c.log.every_steps = 50  # console progress line and TensorBoard scalars
+    c.log.sample_every_kimg = 4.0  # training_loop kimg_per_tick; image grid of G_ema at fixed z
+    c.log.sample_grid = (4, 4)  # rows, cols
+    c.log.tensorboard = True
+
+    c.checkpoint = ml_collections.ConfigDict()
+    c.checkpoint.every_kimg = 200.0  # network_snapshot_ticks 50 x kimg_per_tick 4
+    c.checkpoint.keep = 3
+    c.checkpoint.async_save = True
+    return c

@@ -1,0 +1,31 @@
+"""The input side of the trainer: image sources and deterministic, resumable, per-process batches.
+
+    source = open_source("embedded", resolution=32)          # or a folder, a .zip, "tfds:cifar10"
+    batches = make_batches(source, global_batch=64, seed=0, xflip=True, start_step=step)
+    batch = next(batches)   # {'image': uint8 [B/P, R, R, C], 'label': float32 [B/P, label_dim]}
+
+Modules: ``source`` (the ``ImageSource`` interface, ``open_source``), ``embedded`` (the procedural
+dataset), ``image_folder`` (NVIDIA ``dataset_tool.py`` folders and zips), ``tfds_source``
+(tensorflow-datasets), ``pipeline`` (batch order, prefetching), ``prepare`` (the command line that
+makes a dataset: ``python -m gan_jax.data.prepare``; not imported here, so that ``-m`` runs it cleanly).
+
+Importing this package imports numpy and PIL only: no jax, no TensorFlow.
+"""
+
+from gan_jax.data.embedded import EmbeddedShapes
+from gan_jax.data.image_folder import ImageFolderSource
+from gan_jax.data.pipeline import BatchIterator, batch_indices, load_batch, make_batches
+from gan_jax.data.source import ImageSource, open_source
+from gan_jax.data.tfds_source import TfdsSource
+
+__all__ = [
+    "BatchIterator",
+    "EmbeddedShapes",
+    "ImageFolderSource",
+    "ImageSource",
+    "TfdsSource",
+    "batch_indices",
+    "load_batch",
+    "make_batches",
+    "open_source",
+]

@@ -1,0 +1,356 @@
+"""StyleGAN2 training with the numerics of NVIDIA's stylegan2-ada-pytorch
+(``training/loss.py::StyleGAN2Loss`` and ``training/training_loop.py``).
+
+Phases per iteration ``step`` (NVIDIA's ``batch_idx``):
+  Gmain (every step)   ``mean(softplus(-D(G(z))))``
+  Greg  (every 4)      path length ``mean((|J^T y| - pl_mean)^2) * pl_weight``, batch / pl_batch_shrink
+  Dmain (every step)   ``mean(softplus(D(G(z)))) + mean(softplus(-D(x)))``
+  Dreg  (every 16)     R1 ``mean(|grad_x D(x)|^2) * gamma / 2``
+  Gema  (every step)   ``G_ema = lerp(G, G_ema, beta)``, buffers copied from G
+Each loss is multiplied by its phase's interval (lazy regularisation, Karras et al. 2020 sec. 3.1),
+and each network has one Adam whose ``lr`` and ``betas`` are corrected by ``c = k / (k + 1)``.
+G runs in "training mode": ``w_avg`` is updated by every mapping call of Gmain, Greg and Dmain,
+noise is random, and the modulated convolutions take the per-sample-scaling form.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+from typing import Any, Callable, Mapping
+
+import flax
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+
+from gan_jax import convert, losses, parallel
+from gan_jax.models import stylegan2
+from gan_jax.recipes import Phase
+from gan_jax.state import TrainState
+
+Batch = Mapping[str, jax.Array]
+Inputs = dict[str, Any]
+InputsFn = Callable[[str, jax.Array, Batch], Inputs]
+
+
+def lazy_adam(lr: float, betas: tuple[float, float], eps: float, reg_interval: int | None) -> optax.GradientTransformation:
+    """Adam with NVIDIA's lazy-regularisation correction ``lr * c``, ``betas ** c``, ``c = k / (k + 1)``.
+
+    Non-finite gradients become finite first (``nan_to_num(nan=0, posinf=1e5, neginf=-1e5)``),
+    as the official loop does before ``opt.step()``. Returns the transformation whose
+    ``(lr, b1, b2)`` are also exposed for tests as ``hyperparams``.
+    """
+    c = reg_interval / (reg_interval + 1) if reg_interval else 1.0
+    b1, b2 = betas[0] ** c, betas[1] ** c
+    finite = optax.stateless(lambda g, _: jax.tree.map(lambda x: jnp.nan_to_num(x, nan=0.0, posinf=1e5, neginf=-1e5), g))
+    tx = optax.chain(finite, optax.adam(lr * c, b1=b1, b2=b2, eps=eps))
+    tx.hyperparams = dict(lr=lr * c, b1=b1, b2=b2, eps=eps)  # type: ignore[attr-defined]
+    return tx
+
+
+class StyleGAN2:
+    """The recipe's statics (networks, optimizers, hyper-parameters) built once from a config."""
+
+    def __init__(self, config: ml_collections.ConfigDict, num_shards: int | None = None):
+        self.config = config
+        t = config.train
+        self.batch_size = int(t.batch_size)
+        # Configured shards win (so a 1-device run can reproduce an 8-device one); else one per device.
+        self.num_shards = int(t.get("num_shards") or num_shards or jax.device_count())
+        if self.batch_size % self.num_shards:
+            raise ValueError(f"train.batch_size={self.batch_size} must be divisible by the {self.num_shards} data shards (devices)")
+        per_shard = self.batch_size // self.num_shards
+        if float(t.pl_weight) > 0 and per_shard % int(t.pl_batch_shrink):
+            raise ValueError(f"the path-length batch is batch_size / num_shards / pl_batch_shrink = {per_shard} / "
+                             f"{int(t.pl_batch_shrink)} per shard, which is not whole; use a train.batch_size that is a "
+                             f"multiple of {self.num_shards * int(t.pl_batch_shrink)} (or set train.num_shards)")
+        self.G, self.D = build_networks(config, self.num_shards)
+        self.num_ws = self.G.num_ws
+        self.fused_modconv = bool(config.model.get("fused_modconv", False))
+        self.r1_gamma = float(t.r1_gamma)
+        self.pl_weight = float(t.pl_weight)
+        self.pl_batch_shrink = int(t.pl_batch_shrink)
+        self.pl_decay = float(t.pl_decay)
+        self.style_mixing_prob = float(t.style_mixing_prob)
+        self.g_reg_interval = int(t.g_reg_interval or 0)
+        self.d_reg_interval = int(t.d_reg_interval or 0)
+        self.ema_kimg = float(t.ema_kimg)
+        self.ema_rampup = None if t.ema_rampup is None else float(t.ema_rampup)
+        betas = tuple(t.betas)
+        self.opt = {
+            "G": lazy_adam(float(t.g_lr), betas, float(t.eps), self.g_reg_interval),
+            "D": lazy_adam(float(t.d_lr), betas, float(t.eps), self.d_reg_interval),
+        }
+
+    # -- state ----------------------------------------------------------------------------------
+
+    def init_variables(self, rng: jax.Array) -> tuple[dict, dict]:
+        kg, kd = jax.random.split(rng)
+        G, D = self.G, self.D
+        z = jnp.zeros((1, G.z_dim), jnp.float32)
+        c = jnp.zeros((1, G.c_dim), jnp.float32) if G.c_dim else None
+        g_vars = G.init({"params": kg}, z, c, noise_mode="const")
+        d_vars = D.clone(mbstd_num_shards=1).init({"params": kd}, jnp.zeros((1, D.img_resolution, D.img_resolution, D.img_channels)), c)
+        return dict(g_vars), dict(d_vars)
+
+    def create_state(self, rng: jax.Array, g_vars: dict | None = None, d_vars: dict | None = None,
+                     g_ema_vars: dict | None = None) -> TrainState:
+        """A fresh state: networks from ``rng`` (or the given variables), fresh Adam states, pl_mean 0."""
+        init_rng, run_rng = jax.random.split(rng)
+        if g_vars is None or d_vars is None:
+            g_init, d_init = self.init_variables(init_rng)
+            g_vars = g_vars or g_init
+            d_vars = d_vars or d_init
+        g_ema_vars = g_ema_vars or g_vars
+        params = {"G": g_vars["params"], "D": d_vars["params"]}
+        copy = lambda t: jax.tree.map(jnp.array, t)
+        return TrainState(
+            step=jnp.zeros((), jnp.int32),
+            images_seen=jnp.zeros((), jnp.int32),
+            params=params,
+            ema_params={"G": copy(g_ema_vars["params"])},
+            opt_state={k: self.opt[k].init(v) for k, v in params.items()},
+            extra={"G_buffers": g_vars["buffers"], "G_ema_buffers": copy(g_ema_vars["buffers"]),
+                   "pl_mean": jnp.zeros((), jnp.float32)},
+            rng=run_rng,
+        )
+
+    # -- random inputs --------------------------------------------------------------------------
+
+    def phase_batch(self, phase: str) -> int:
+        return self.batch_size // self.pl_batch_shrink if phase == "Greg" else self.batch_size
+
+    def draw_inputs(self, phase: str, key: jax.Array, batch: Batch) -> Inputs:
+        """The random inputs of one G forward: z, labels, style-mixing draws, noise key, pl noise."""
+        n = self.phase_batch(phase)
+        k_z, k_mix, k_noise, k_pl = jax.random.split(key, 4)
+        inputs: Inputs = {"z": jax.random.normal(k_z, (n, self.G.z_dim), jnp.float32),
+                          "c": self._gen_labels(batch, n), "noise_key": k_noise}
+        if self.style_mixing_prob > 0:
+            k_cut, k_prob, k_z2 = jax.random.split(k_mix, 3)
+            s = self.num_shards
+            # One cutoff per device shard, as each GPU of NVIDIA's loop draws its own.
+            cutoff = jax.random.randint(k_cut, (s,), 1, self.num_ws)
+            cutoff = jnp.where(jax.random.uniform(k_prob, (s,)) < self.style_mixing_prob, cutoff, self.num_ws)
+            inputs["mix_cutoff"] = jnp.repeat(cutoff, n // s)
+            inputs["mix_z"] = jax.random.normal(k_z2, (n, self.G.z_dim), jnp.float32)
+        if phase == "Greg":
+            r, ch = self.G.img_resolution, self.G.img_channels
+            inputs["pl_noise"] = jax.random.normal(k_pl, (n, r, r, ch), jnp.float32) / np.float32(math.sqrt(r * r))
+        return inputs
+
+    def _gen_labels(self, batch: Batch, n: int) -> jax.Array | None:
+        # Generated samples take the labels of the real batch (a sample of the dataset's labels,
+        # as NVIDIA's loop draws gen_c from the training set).
+        if not self.G.c_dim:
+            return None
+        return self._shard_head(batch["label"], n)
+
+    def _shard_head(self, x: jax.Array, n: int) -> jax.Array:
+        """The first ``n / S`` rows of each of the S device shards (Greg's pl_batch_shrink per device)."""
+        s = self.num_shards
+        if x.shape[0] == n:
+            return x
+        return x.reshape(s, x.shape[0] // s, *x.shape[1:])[:, : n // s].reshape(n, *x.shape[1:])
+
+    # -- networks in training mode ----------------------------------------------------------------
+
+    def mapping(self, g_params, g_buffers, inputs: Inputs, update_w_avg: bool = True) -> tuple[jax.Array, Any]:
+        """ws [N, num_ws, w_dim] with NVIDIA's style mixing; returns the updated buffers (w_avg)."""
+        ws, mutated = self.G.apply({"params": g_params, "buffers": g_buffers}, inputs["z"], inputs["c"],
+                                   method="mapping", update_w_avg=update_w_avg, mutable=["buffers"])
+        g_buffers = mutated["buffers"]
+        if "mix_z" in inputs:
+            ws2 = self.G.apply({"params": g_params, "buffers": g_buffers}, inputs["mix_z"], inputs["c"], method="mapping")
+            mixed = jnp.arange(self.num_ws)[None, :, None] >= inputs["mix_cutoff"][:, None, None]
+            ws = jnp.where(mixed, ws2, ws)
+        return ws, g_buffers
+
+    def synthesis(self, g_params, g_buffers, ws: jax.Array, inputs: Inputs) -> jax.Array:
+        variables = {"params": g_params, "buffers": g_buffers}
+        if "noise" in inputs:  # recorded draws, e.g. a reference run's
+            return self.G.apply({**variables, "noise_inputs": inputs["noise"]}, ws, noise_mode="given",
+                                fused_modconv=self.fused_modconv, method="synthesis")
+        return self.G.apply(variables, ws, noise_mode="random", fused_modconv=self.fused_modconv,
+                            rngs={"noise": inputs["noise_key"]}, method="synthesis")
+
+    def discriminate(self, d_params, images: jax.Array, c: jax.Array | None) -> jax.Array:
+        return self.D.apply({"params": d_params}, images, c)
+
+    @staticmethod
+    def real_images(batch: Batch) -> jax.Array:
+        return batch["image"].astype(jnp.float32) / 127.5 - 1.0
+
+    # -- the four losses: (grads, aux) -------------------------------------------------------------
+
+    def gmain_grads(self, state: TrainState, batch: Batch, inputs: Inputs):
+        def loss_fn(g_params):
+            ws, buffers = self.mapping(g_params, state.extra["G_buffers"], inputs)
+            img = self.synthesis(g_params, buffers, ws, inputs)
+            logits = self.discriminate(state.params["D"], img, inputs["c"])
+            loss = losses.g_logistic_nonsaturating(logits)
+            return jnp.mean(loss), (buffers, {"Loss/G/loss": jnp.mean(loss), "Loss/scores/fake": jnp.mean(logits)})
+        grads, (buffers, metrics) = jax.grad(loss_fn, has_aux=True)(state.params["G"])
+        return grads, buffers, metrics
+
+    def greg_grads(self, state: TrainState, batch: Batch, inputs: Inputs):
+        gain = self.g_reg_interval or 1
+
+        def loss_fn(g_params):
+            ws, buffers = self.mapping(g_params, state.extra["G_buffers"], inputs)
+            pl_lengths, _ = losses.path_length(lambda w: self.synthesis(g_params, buffers, w, inputs), ws, inputs["pl_noise"])
+            pl_mean = stylegan2.lerp(state.extra["pl_mean"], jnp.mean(pl_lengths), self.pl_decay)
+            pl_penalty = jnp.square(pl_lengths - pl_mean)
+            loss = jnp.mean(pl_penalty * self.pl_weight) * gain
+            metrics = {"Loss/pl_penalty": jnp.mean(pl_penalty), "Loss/G/reg": jnp.mean(pl_penalty * self.pl_weight)}
+            return loss, (buffers, jax.lax.stop_gradient(pl_mean), metrics)
+        grads, (buffers, pl_mean, metrics) = jax.grad(loss_fn, has_aux=True)(state.params["G"])
+        return grads, buffers, pl_mean, metrics
+
+    def dmain_grads(self, state: TrainState, batch: Batch, inputs: Inputs):
+        g_params = state.params["G"]
+        ws, buffers = self.mapping(g_params, state.extra["G_buffers"], inputs)  # G in train mode: w_avg moves
+        fake = jax.lax.stop_gradient(self.synthesis(g_params, buffers, ws, inputs))
+        real = self.real_images(batch)
+        real_c = batch.get("label") if self.D.c_dim else None
+
+        def loss_fn(d_params):
+            fake_logits = self.discriminate(d_params, fake, inputs["c"])
+            real_logits = self.discriminate(d_params, real, real_c)
+            loss_fake, loss_real = losses.d_logistic(real_logits, fake_logits)
+            metrics = {"Loss/D/loss": jnp.mean(loss_fake + loss_real), "Loss/scores/fake": jnp.mean(fake_logits),
+                       "Loss/scores/real": jnp.mean(real_logits)}
+            return jnp.mean(loss_fake) + jnp.mean(loss_real), metrics
+        grads, metrics = jax.grad(loss_fn, has_aux=True)(state.params["D"])
+        return grads, buffers, metrics
+
+    def dreg_grads(self, state: TrainState, batch: Batch):
+        gain = self.d_reg_interval or 1
+        real = self.real_images(batch)
+        real_c = batch.get("label") if self.D.c_dim else None
+
+        def loss_fn(d_params):
+            r1, logits = losses.r1_penalty(lambda x: self.discriminate(d_params, x, real_c), real)
+            loss = jnp.mean(r1 * (self.r1_gamma / 2)) * gain
+            return loss, {"Loss/r1_penalty": jnp.mean(r1), "Loss/D/reg": jnp.mean(r1 * (self.r1_gamma / 2)),
+                          "Loss/scores/real": jnp.mean(logits)}
+        return jax.grad(loss_fn, has_aux=True)(state.params["D"])
+
+    # -- updates ------------------------------------------------------------------------------------
+
+    def apply_grads(self, state: TrainState, net: str, grads) -> TrainState:
+        updates, opt_state = self.opt[net].update(grads, state.opt_state[net], state.params[net])
+        params = optax.apply_updates(state.params[net], updates)
+        return state.replace(params={**state.params, net: params}, opt_state={**state.opt_state, net: opt_state})
+
+    def ema_beta(self, images_seen: jax.Array) -> jax.Array:
+        """``0.5 ** (batch / ema_nimg)``, ``ema_nimg = ema_kimg * 1000`` (optionally ramped up by
+        ``images_seen * ema_rampup``): the half-life of G_ema is ``ema_kimg`` thousand images of the
+        global batch (official training_loop)."""
+        ema_nimg = jnp.asarray(self.ema_kimg * 1000, jnp.float32)
+        if self.ema_rampup is not None:
+            ema_nimg = jnp.minimum(ema_nimg, images_seen.astype(jnp.float32) * self.ema_rampup)
+        return jnp.power(0.5, self.batch_size / jnp.maximum(ema_nimg, 1e-8))
+
+    def ema_update(self, state: TrainState) -> TrainState:
+        beta = self.ema_beta(state.images_seen)
+        ema = jax.tree.map(lambda p, e: stylegan2.lerp(p, e, beta), state.params["G"], state.ema_params["G"])
+        extra = {**state.extra, "G_ema_buffers": state.extra["G_buffers"]}
+        return state.replace(ema_params={**state.ema_params, "G": ema}, extra=extra)
+
+    # -- phases ---------------------------------------------------------------------------------
+
+    def phases(self, inputs_fn: InputsFn | None = None) -> list[Phase]:
+        """NVIDIA's phase table. ``inputs_fn(phase, key, batch)`` replaces the random draws (tests)."""
+        draw = inputs_fn or self.draw_inputs
+
+        def gmain(state, batch, key):
+            grads, buffers, metrics = self.gmain_grads(state, batch, draw("Gmain", key, batch))
+            state = self.apply_grads(state, "G", grads)
+            return state.replace(extra={**state.extra, "G_buffers": buffers}), _prefix("Gmain", metrics)
+
+        def greg(state, batch, key):
+            grads, buffers, pl_mean, metrics = self.greg_grads(state, batch, draw("Greg", key, batch))
+            state = self.apply_grads(state, "G", grads)
+            metrics["pl_mean"] = pl_mean
+            return state.replace(extra={**state.extra, "G_buffers": buffers, "pl_mean": pl_mean}), _prefix("Greg", metrics)
+
+        def dmain(state, batch, key):
+            grads, buffers, metrics = self.dmain_grads(state, batch, draw("Dmain", key, batch))
+            state = self.apply_grads(state, "D", grads)
+            return state.replace(extra={**state.extra, "G_buffers": buffers}), _prefix("Dmain", metrics)
+
+        def dreg(state, batch, key):
+            grads, metrics = self.dreg_grads(state, batch)
+            return self.apply_grads(state, "D", grads), _prefix("Dreg", metrics)
+
+        def gema(state, batch, key):
+            return self.ema_update(state), {"Progress/ema_beta": self.ema_beta(state.images_seen)}
+
+        table = [Phase("Gmain", 1, gmain)]
+        if self.pl_weight > 0 and self.g_reg_interval:
+            table.append(Phase("Greg", self.g_reg_interval, greg))
+        table.append(Phase("Dmain", 1, dmain))
+        if self.r1_gamma > 0 and self.d_reg_interval:
+            table.append(Phase("Dreg", self.d_reg_interval, dreg))
+        table.append(Phase("Gema", 1, gema))
+        return table
+
+    def sample(self, state: TrainState, z: jax.Array, c: jax.Array | None = None,
+               truncation_psi: float = 1.0, noise_mode: str = "const") -> jax.Array:
+        """G_ema images [N, R, R, C] in about [-1, 1] (eval mode: grouped modconv, const noise)."""
+        variables = {"params": state.ema_params["G"], "buffers": state.extra["G_ema_buffers"]}
+        return self.G.apply(variables, z, c, truncation_psi=truncation_psi, noise_mode=noise_mode,
+                            rngs={"noise": jax.random.PRNGKey(0)})
+
+
+def _prefix(phase: str, metrics: dict[str, jax.Array]) -> dict[str, jax.Array]:
+    return {f"{phase}/{k}": v for k, v in metrics.items()}
+
+
+def build_networks(config: ml_collections.ConfigDict, num_shards: int = 1) -> tuple[stylegan2.Generator, stylegan2.Discriminator]:
+    """G and D from the config's NVIDIA-style kwargs (``config.model.G`` / ``config.model.D``)."""
+    m, d = config.model, config.data
+    common = dict(c_dim=int(m.c_dim), img_resolution=int(d.resolution), img_channels=int(d.channels))
+    dtype = jnp.dtype(m.get("dtype", "float32"))
+    G = convert.generator_from_kwargs({**_plain(m.G), **common}, dtype=dtype)
+    D = convert.discriminator_from_kwargs({**_plain(m.D), **common}, dtype=dtype)
+    return G, D.clone(mbstd_num_shards=num_shards)
+
+
+def _plain(cfg: Any) -> dict:
+    return cfg.to_dict() if isinstance(cfg, ml_collections.ConfigDict) else dict(cfg)
+
+
+# -- the recipe interface ---------------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=8)
+def _recipe(config_json: str, num_shards: int | None) -> StyleGAN2:
+    return StyleGAN2(ml_collections.ConfigDict(json.loads(config_json)), num_shards)
+
+
+def recipe(config: ml_collections.ConfigDict, num_shards: int | None = None) -> StyleGAN2:
+    """The recipe statics of ``config`` (built once per distinct config)."""
+    return _recipe(config.to_json(), num_shards)
+
+
+def create_state(config: ml_collections.ConfigDict, rng: jax.Array, mesh=None) -> TrainState:
+    """A fresh train state, replicated over ``mesh`` when one is given."""
+    r = recipe(config, None if mesh is None else mesh.devices.size)
+    state = r.create_state(rng)
+    return parallel.replicate(state, mesh) if mesh is not None else state
+
+
+def phases(config: ml_collections.ConfigDict, mesh=None) -> list[Phase]:
+    """NVIDIA's phase table: Gmain, Greg (every 4), Dmain, Dreg (every 16), Gema."""
+    return recipe(config, None if mesh is None else mesh.devices.size).phases()
+
+
+def sample_fn(config: ml_collections.ConfigDict, mesh=None) -> Callable[..., jax.Array]:
+    """``(state, z [N, z_dim], c) -> G_ema images [N, R, R, C]``."""
+    return recipe(config, None if mesh is None else mesh.devices.size).sample

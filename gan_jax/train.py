@@ -1,0 +1,320 @@
+"""The generic training loop: data -> compiled step -> metrics, samples, checkpoints.
+
+It knows no model: a recipe (``gan_jax.recipes``) supplies the state, the phases and the sampler.
+One ``jax.jit`` step is compiled per distinct set of active phases (StyleGAN2: at most four), with
+the state donated; the step never returns to the host between phases. Metrics of step ``s`` are
+read while step ``s + 1`` runs, so checking them for NaN costs no stall.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import time
+from typing import Any, Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from gan_jax import checkpoint as checkpoint_lib
+from gan_jax import data as data_lib
+from gan_jax import parallel, recipes
+from gan_jax.recipes import Phase
+from gan_jax.state import TrainState
+
+
+class NonFiniteLoss(FloatingPointError):
+    """A loss or regulariser became NaN or Inf; training stopped without saving."""
+
+
+# Compiled steps outlive one train() call (an in-process resume, tests), keyed by what defines them.
+_EXECUTABLES: dict[tuple, Callable] = {}
+
+
+class CompiledSteps:
+    """``step(state, batch, step_index)``: the phases active at ``step_index``, compiled once per set.
+
+    ``cache_key`` (e.g. the config's JSON) identifies the phases' computation, so that another
+    ``CompiledSteps`` of the same config and mesh reuses the executables.
+    """
+
+    def __init__(self, phases: Sequence[Phase], mesh: jax.sharding.Mesh, global_batch: int, cache_key: Any = None):
+        self.phases = list(phases)
+        self.mesh = mesh
+        self.global_batch = global_batch
+        self._compiled: dict[tuple[str, ...], Callable] = {}
+        self.compile_seconds: dict[tuple[str, ...], float] = {}
+        self._cache_key = None if cache_key is None else (cache_key, tuple(d.id for d in mesh.devices.flat), global_batch)
+
+    def active(self, step: int) -> tuple[Phase, ...]:
+        return tuple(p for p in self.phases if step % p.interval == 0)
+
+    def is_compiled(self, step: int) -> bool:
+        return tuple(p.name for p in self.active(step)) in self._compiled
+
+    def _build(self, active: tuple[Phase, ...]) -> Callable:
+        index = {p.name: i for i, p in enumerate(self.phases)}
+
+        def step_fn(state: TrainState, batch: dict[str, jax.Array]) -> tuple[TrainState, dict[str, jax.Array]]:
+            key = jax.random.fold_in(state.rng, state.step)
+            metrics: dict[str, jax.Array] = {}
+            for phase in active:
+                state, m = phase.fn(state, batch, jax.random.fold_in(key, index[phase.name]))
+                metrics.update(m)
+            state = state.replace(step=state.step + 1, images_seen=state.images_seen + self.global_batch)
+            return state, metrics
+
+        return jax.jit(step_fn, donate_argnums=0,
+                       in_shardings=(parallel.replicated(self.mesh), parallel.data_sharded(self.mesh)),
+                       out_shardings=(parallel.replicated(self.mesh), parallel.replicated(self.mesh)))
+
+    def __call__(self, state: TrainState, batch: dict[str, jax.Array], step: int):
+        active = self.active(step)
+        names = tuple(p.name for p in active)
+        if names not in self._compiled:
+            key = None if self._cache_key is None else (*self._cache_key, names)
+            t0 = time.perf_counter()
+            if key is not None and key in _EXECUTABLES:
+                self._compiled[names] = _EXECUTABLES[key]
+            else:
+                self._compiled[names] = self._build(active).lower(state, batch).compile()
+                if key is not None:
+                    _EXECUTABLES[key] = self._compiled[names]
+            self.compile_seconds[names] = time.perf_counter() - t0
+        return self._compiled[names](state, batch)
+
+
+def check_finite(step: int, metrics: dict[str, Any]) -> dict[str, float]:
+    """Host copies of ``metrics``; raises ``NonFiniteLoss`` naming the step and the loss."""
+    values = {k: float(v) for k, v in jax.device_get(metrics).items()}
+    bad = sorted(k for k, v in values.items() if not math.isfinite(v))
+    if bad:
+        raise NonFiniteLoss(f"step {step}: {', '.join(f'{k}={values[k]}' for k in bad)} is not finite")
+    return values
+
+
+def resolve_config(config: ml_collections.ConfigDict, source: data_lib.ImageSource) -> ml_collections.ConfigDict:
+    """A copy of ``config`` with what the dataset decides: image channels and the label size."""
+    config = ml_collections.ConfigDict(config.to_dict())
+    if source.resolution != config.data.resolution:
+        raise ValueError(f"dataset {source.name} is {source.resolution}x{source.resolution}, the config says "
+                         f"data.resolution={config.data.resolution}; set --config.data.resolution={source.resolution} "
+                         f"or prepare the data at {config.data.resolution}")
+    config.data.channels = source.channels
+    if config.data.use_labels and source.label_dim == 0:
+        raise ValueError(f"data.use_labels=True but dataset {source.name} has no labels (dataset.json)")
+    config.model.c_dim = source.label_dim if config.data.use_labels else 0
+    return config
+
+
+def open_dataset(config: ml_collections.ConfigDict) -> data_lib.ImageSource:
+    d = config.data
+    kwargs: dict[str, Any] = {}
+    if d.source.startswith("embedded"):
+        kwargs = dict(num_images=int(d.num_images), seed=int(config.seed),
+                      num_classes=int(d.get("num_classes", 0) or 0))
+    try:
+        return data_lib.open_source(os.path.expanduser(d.source), resolution=int(d.resolution), **kwargs)
+    except FileNotFoundError as err:
+        if d.get("prepare_command"):
+            raise FileNotFoundError(f"{err}\nThis config expects the dataset made by:\n  {d.prepare_command}") from None
+        raise
+
+
+def image_grid(images: np.ndarray, rows: int, cols: int) -> np.ndarray:
+    """uint8 [rows*H, cols*W, C] from float images [N >= rows*cols, H, W, C] in [-1, 1]."""
+    x = np.clip(np.rint(np.asarray(images, np.float32) * 127.5 + 128), 0, 255).astype(np.uint8)[: rows * cols]
+    n, h, w, c = x.shape
+    return x.reshape(rows, cols, h, w, c).transpose(0, 2, 1, 3, 4).reshape(rows * h, cols * w, c)
+
+
+def save_png(path: str, grid: np.ndarray) -> None:
+    from PIL import Image  # noqa: PLC0415
+
+    Image.fromarray(grid[..., 0] if grid.shape[-1] == 1 else grid).save(path)
+
+
+class _StopRequest:
+    """SIGTERM / SIGINT set a flag; the loop saves a checkpoint and leaves."""
+
+    def __init__(self):
+        self.signal: int | None = None
+        self._old: dict[int, Any] = {}
+
+    def __enter__(self):
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                self._old[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread
+                pass
+        return self
+
+    def _handle(self, signum, frame):
+        self.signal = signum
+
+    def __exit__(self, *exc):
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+
+class _Logger:
+    """Console progress on every process 0; TensorBoard through clu when ``log.tensorboard``."""
+
+    def __init__(self, config: ml_collections.ConfigDict, workdir: str):
+        self.is_main = jax.process_index() == 0
+        self.writer = None
+        if self.is_main and config.log.tensorboard:
+            os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter
+            from clu import metric_writers  # noqa: PLC0415 (imports TensorFlow: only when logging is on)
+
+            # TensorBoard events only: the console line below is the human-readable log.
+            self.writer = metric_writers.AsyncWriter(metric_writers.SummaryWriter(workdir))
+
+    def scalars(self, step: int, values: dict[str, float]) -> None:
+        if self.writer is not None:
+            self.writer.write_scalars(step, values)
+
+    def images(self, step: int, name: str, grid: np.ndarray) -> None:
+        if self.writer is not None:
+            self.writer.write_images(step, {name: grid[None]})
+
+    def print(self, line: str) -> None:
+        if self.is_main:
+            print(line, flush=True)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.flush()
+            self.writer.close()
+
+
+def _eta(seconds: float) -> str:
+    seconds = int(max(seconds, 0))
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m" if seconds >= 3600 else f"{seconds // 60}m{seconds % 60:02d}s"
+
+
+def train(config: ml_collections.ConfigDict, workdir: str, max_steps: int | None = None) -> TrainState:
+    """Train ``config`` in ``workdir`` (resuming from its latest checkpoint); returns the final state.
+
+    ``max_steps`` stops after that many steps of this call (tests, benchmarks).
+    """
+    recipe = recipes.get_recipe(config.recipe)
+    mesh = parallel.make_mesh()
+    source = open_dataset(config)
+    config = resolve_config(config, source)
+    cfg_dict = config.to_dict()
+    batch_size = int(config.train.batch_size)
+    total_steps = math.ceil(config.train.total_kimg * 1000 / batch_size)
+    logger = _Logger(config, workdir)
+    local_workdir = "://" not in workdir  # PNG grids are written beside local runs only
+    if logger.is_main and local_workdir:
+        os.makedirs(os.path.join(workdir, "samples"), exist_ok=True)
+
+    ckpt = checkpoint_lib.Checkpointer(os.path.join(workdir, "checkpoints"), keep=int(config.checkpoint.keep),
+                                       async_save=bool(config.checkpoint.async_save))
+    state = recipe.create_state(config, jax.random.PRNGKey(int(config.seed)), mesh)
+    if ckpt.latest_step() is not None:
+        state = ckpt.restore(state, cfg_dict)
+        logger.print(f"resumed from {ckpt.directory} at step {int(state.step)} ({int(state.images_seen) / 1000:.1f} kimg)")
+    start = int(state.step)
+    stop_at = total_steps if max_steps is None else min(total_steps, start + max_steps)
+
+    steps = CompiledSteps(recipe.phases(config, mesh), mesh, batch_size, cache_key=config.to_json())
+    sample_key = ("sample", config.to_json(), tuple(d.id for d in mesh.devices.flat))
+    sample = _EXECUTABLES.setdefault(sample_key, jax.jit(recipe.sample_fn(config, mesh)))
+    rows, cols = config.log.sample_grid
+    grid_z = jnp.asarray(np.random.RandomState(123).randn(rows * cols, int(config.model.G.z_dim)), jnp.float32)
+    grid_c = (jnp.asarray(source.labels(np.arange(rows * cols) % source.num_images)) if config.model.c_dim else None)
+
+    def write_samples(step: int) -> None:
+        grid = image_grid(jax.device_get(sample(state, grid_z, grid_c)), rows, cols)
+        logger.images(step, "samples", grid)
+        if logger.is_main and local_workdir:  # named by images seen, as NVIDIA's fakes<kimg>.png
+            save_png(os.path.join(workdir, "samples", f"fakes{step * batch_size:09d}.png"), grid)
+
+    if start == 0 and logger.is_main and local_workdir:
+        save_png(os.path.join(workdir, "samples", "reals.png"), image_grid(
+            source.images(np.arange(rows * cols) % source.num_images).astype(np.float32) / 127.5 - 1, rows, cols))
+
+    batches = data_lib.make_batches(source, batch_size, seed=int(config.seed), xflip=bool(config.data.xflip),
+                                    start_step=start, process_index=jax.process_index(),
+                                    process_count=jax.process_count(), prefetch=int(config.data.prefetch))
+    sample_every = max(1, round(config.log.sample_every_kimg * 1000 / batch_size))
+    ckpt_every = max(1, round(config.checkpoint.every_kimg * 1000 / batch_size))
+    log_every = max(1, int(config.log.every_steps))
+    logger.print(f"training {config.recipe} at {config.data.resolution}x{config.data.resolution} on {source.name}: "
+                 f"batch {batch_size} over {mesh.devices.size} device(s), steps {start}..{stop_at} of {total_steps}")
+    if start == 0:
+        write_samples(0)
+
+    pending: tuple[int, Any] | None = None
+    window: list[dict[str, float]] = []
+    t_window, n_window = None, 0
+    last_good = start
+    try:
+        with _StopRequest() as stop:
+            for step in range(start, stop_at):
+                batch = parallel.global_batch(next(batches), mesh)
+                fresh = not steps.is_compiled(step)
+                state, metrics = steps(state, batch, step)
+                if fresh:
+                    names = tuple(p.name for p in steps.active(step))
+                    if steps.compile_seconds[names] > 0.5:
+                        logger.print(f"compiled step {'+'.join(names)} in {steps.compile_seconds[names]:.1f} s")
+                    t_window = None  # throughput windows exclude compilation
+                if pending is not None:
+                    window.append(check_finite(*pending))
+                    last_good = pending[0] + 1
+                pending = (step, metrics)
+                done = step + 1
+                if t_window is None:  # time from the end of a step that compiled
+                    jax.block_until_ready(state.step)
+                    t_window, n_window = time.perf_counter(), 0
+                else:
+                    n_window += 1
+                if done % log_every == 0 or done == stop_at:
+                    window.append(check_finite(*pending))
+                    pending = None
+                    last_good = done
+                    elapsed = time.perf_counter() - t_window
+                    ips = n_window * batch_size / elapsed if elapsed > 0 and n_window else float("nan")
+                    means = {k: float(np.mean([w[k] for w in window if k in w])) for k in window[-1]}
+                    kimg = done * batch_size / 1000
+                    means.update({"Progress/kimg": kimg, "Timing/images_per_sec": ips,
+                                  "Timing/sec_per_kimg": 1000 / ips if ips > 0 else float("nan")})
+                    logger.scalars(done, means)
+                    shown = " ".join(f"{k.split('/', 1)[0]}/{k.rsplit('/', 1)[-1]}={v:.3f}" for k, v in means.items()
+                                     if k.startswith(("Gmain", "Dmain", "Greg", "Dreg")) and ("loss" in k or "penalty" in k))
+                    speed = (f"{ips:.1f} img/s {1000 / ips:.1f} s/kimg ETA {_eta((total_steps - done) * batch_size / ips)}"
+                             if ips > 0 else "(timing after compilation)")
+                    logger.print(f"step {done}/{total_steps} kimg {kimg:.1f} | {shown} | {speed}")
+                    window, t_window, n_window = [], time.perf_counter(), 0
+                if done % sample_every == 0 or done == stop_at:
+                    write_samples(done)
+                if stop.signal is not None or done % ckpt_every == 0 or done == stop_at:
+                    if pending is not None:
+                        check_finite(*pending)
+                        pending = None
+                        last_good = done
+                    ckpt.save(done, state, cfg_dict)
+                    if stop.signal is not None:
+                        ckpt.wait()
+                        logger.print(f"signal {stop.signal}: saved step {done} to {ckpt.directory}; "
+                                     "the same command resumes from it")
+                        break
+            if pending is not None:
+                check_finite(*pending)
+    except NonFiniteLoss as err:
+        ckpt.wait()
+        good = ckpt.latest_step()
+        raise NonFiniteLoss(f"{err}; training stopped and saved nothing after step {last_good}. The last good "
+                            f"checkpoint is step {good} in {ckpt.directory}" if good is not None else
+                            f"{err}; training stopped; no checkpoint was written") from None
+    finally:
+        batches.close()
+        ckpt.close()
+        logger.close()
+    return state
