@@ -29,7 +29,6 @@ _CYCLES = flags.DEFINE_integer("cycles", 1, "Timed lazy-regularisation cycles (1
 
 def main(argv: list[str]) -> None:
     import jax  # noqa: PLC0415
-    import jax.numpy as jnp  # noqa: PLC0415
     import numpy as np  # noqa: PLC0415
 
     from gan_jax import parallel, recipes, train  # noqa: PLC0415

@@ -50,7 +50,9 @@ _D_TOP = {"c_dim", "img_resolution", "img_channels", "architecture", "channel_ba
 _D_BLOCK = {"activation": "activation", "resample_filter": "resample_filter", "freeze_layers": "freeze_layers"}
 _D_EPILOGUE = {"mbstd_group_size": "mbstd_group_size", "mbstd_num_channels": "mbstd_num_channels",
                "activation": "epilogue_activation"}
-_LAYOUT_ONLY = {"fp16_channels_last"}  # a PyTorch memory-format choice; no meaning in XLA
+# Execution choices of the PyTorch code that do not change the numbers: the memory format, and the
+# StyleGAN3 repo's default modconv form (gan_jax takes ``fused_modconv`` per call).
+_LAYOUT_ONLY = {"fp16_channels_last", "fused_modconv_default"}
 
 
 def _take(kwargs: Mapping[str, Any], known: Mapping[str, str] | set, where: str) -> dict[str, Any]:
@@ -256,3 +258,116 @@ def stylegan2_from_torch(
         raise ValueError("D_kwargs given without D_state")
     D = discriminator_from_kwargs(D_kwargs, dtype=dtype)
     return G, G_vars, D, variables_from_state_dict(D, D_state)
+
+
+# ----------------------------------------------------------------------------------------------
+# NVIDIA network pickles -> a gan_jax run directory.
+
+
+def load_nvidia_pickle(path: Any) -> dict[str, Any]:
+    """Read an NVIDIA StyleGAN2-ADA / StyleGAN3-repo ``network-snapshot-*.pkl`` without torch and
+    without running any code from it: ``{'G', 'D', 'G_ema': (init_kwargs, state_dict),
+    'training_set_kwargs': dict | None}`` (absent keys stay absent). See ``gan_jax.nvidia_pickle``."""
+    from gan_jax import nvidia_pickle  # noqa: PLC0415 (stdlib + numpy only)
+
+    return nvidia_pickle.load_nvidia_pickle(path)
+
+
+_STYLEGAN2_CLASSES = {"G": "Generator", "G_ema": "Generator", "D": "Discriminator"}
+
+
+def _run_config(G_kwargs: Mapping[str, Any], D_kwargs: Mapping[str, Any] | None, training_set: Mapping[str, Any] | None):
+    """A gan_jax StyleGAN2 config (configs/common.py defaults) around NVIDIA's network kwargs."""
+    import os  # noqa: PLC0415
+    import sys  # noqa: PLC0415
+
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    if repo not in sys.path:
+        sys.path.append(repo)
+    from configs import common  # noqa: PLC0415
+
+    G = generator_from_kwargs(G_kwargs)  # validates the kwargs before anything is written
+    config = common.stylegan2(resolution=G.img_resolution)
+    config.data.channels = G.img_channels
+    config.model.c_dim = G.c_dim
+    config.model.G = {k: _plain_kwargs(v) for k, v in G_kwargs.items() if k not in ("c_dim", "img_resolution", "img_channels")}
+    if D_kwargs is not None:
+        config.model.D = {k: _plain_kwargs(v) for k, v in D_kwargs.items() if k not in ("c_dim", "img_resolution", "img_channels")}
+    training_set = dict(training_set or {})
+    config.data.source = training_set.get("path") or "embedded"
+    config.data.use_labels = bool(G.c_dim)
+    config.data.xflip = bool(training_set.get("xflip", False))
+    return config
+
+
+def _plain_kwargs(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k: _plain_kwargs(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain_kwargs(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def convert_nvidia_pickle(source: str, dest: str) -> str:
+    """``network-snapshot.pkl`` -> ``dest/checkpoints/0`` (G, D, G_ema, fresh Adam) and
+    ``dest/config.py``, which ``gan_jax.sample``, ``gan_jax.evaluate`` and ``gan_jax.main`` accept.
+    Returns the config path."""
+    import os  # noqa: PLC0415
+
+    from gan_jax import checkpoint, parallel  # noqa: PLC0415
+    from gan_jax.recipes import stylegan2 as recipe_lib  # noqa: PLC0415
+
+    nets = load_nvidia_pickle(source)  # refuses a G that is not a Generator, a D that is not a Discriminator
+    for key in _STYLEGAN2_CLASSES:
+        kind = getattr(nets.get(key), "kind", "stylegan2")
+        if key in nets and kind not in ("stylegan2", "unknown"):
+            raise ValueError(f"{source}: {key} is a {kind} network; gan_jax.convert reads StyleGAN2 networks")
+    g_key = "G_ema" if "G_ema" in nets else "G"
+    if g_key not in nets:
+        raise ValueError(f"{source} holds no generator (expected 'G' or 'G_ema'; found {sorted(nets)})")
+    G_kwargs = nets[g_key][0]
+    D_kwargs = nets["D"][0] if "D" in nets else None
+    config = _run_config(G_kwargs, D_kwargs, nets.get("training_set_kwargs"))
+    config.train.num_shards = 1
+    recipe = recipe_lib.StyleGAN2(config, num_shards=1)
+    g_ema = variables_from_state_dict(recipe.G, nets[g_key][1])
+    g = variables_from_state_dict(recipe.G, nets["G"][1]) if "G" in nets else g_ema
+    d = variables_from_state_dict(recipe.D.clone(mbstd_num_shards=1), nets["D"][1]) if "D" in nets else None
+    config.train.num_shards = None
+    state = recipe.create_state(jax.random.PRNGKey(0), g, d, g_ema)
+    state = parallel.replicate(state, parallel.make_mesh())
+    os.makedirs(dest, exist_ok=True)
+    ckpt = checkpoint.Checkpointer(os.path.join(dest, "checkpoints"), async_save=False)
+    ckpt.save(0, state, config.to_dict())
+    ckpt.close()
+    with open(os.path.join(dest, "config.json"), "w") as f:
+        f.write(config.to_json(indent=1))
+    path = os.path.join(dest, "config.py")
+    with open(path, "w") as f:
+        f.write(f'"""gan_jax config of the network converted from {os.path.basename(source)}.\n\n'
+                f'    python -m gan_jax.main --config={path} --workdir={dest} --config.data.source=YOUR_DATA.zip\n"""\n\n'
+                "import json\nimport os\n\nimport ml_collections\n\n\n"
+                "def get_config(arg=None):\n"
+                "    with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), 'config.json')) as f:\n"
+                "        return ml_collections.ConfigDict(json.load(f))\n")
+    return path
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m gan_jax.convert --source=network-snapshot.pkl --dest=DIR``."""
+    import argparse  # noqa: PLC0415
+
+    parser = argparse.ArgumentParser(description="Convert an NVIDIA StyleGAN2(-ADA) network pickle into a gan_jax run directory.")
+    parser.add_argument("--source", required=True, help="network-snapshot-*.pkl (read safely: no code from it runs)")
+    parser.add_argument("--dest", required=True, help="directory for the checkpoint and config.py")
+    args = parser.parse_args(argv)
+    path = convert_nvidia_pickle(args.source, args.dest)
+    print(f"wrote {args.dest}/checkpoints/0 and {path}\n"
+          f"  generate: python -m gan_jax.sample --workdir={args.dest} --seeds=0-7 --trunc=0.7 --outdir=OUT\n"
+          f"  fine-tune: python -m gan_jax.main --config={path} --workdir={args.dest} --config.data.source=DATA.zip")
+
+
+if __name__ == "__main__":
+    main()

@@ -122,5 +122,5 @@ def test_stylegan3_repo_style_top_level_synthesis_kwargs(skip_g):
     """The StyleGAN3 repo passes synthesis kwargs at the Generator's top level; both spellings build the same net."""
     kwargs, _ = skip_g
     flat = {k: v for k, v in kwargs.items() if k != "synthesis_kwargs"}
-    flat.update(kwargs["synthesis_kwargs"])
+    flat.update(kwargs["synthesis_kwargs"], fused_modconv_default="inference_only")  # as StyleGAN3's train.py sets it
     assert convert.generator_from_kwargs(flat) == convert.generator_from_kwargs(kwargs)

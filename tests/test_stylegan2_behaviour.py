@@ -12,7 +12,6 @@ import pytest
 
 from conftest import load_json, load_npz
 from gan_jax import convert
-from gan_jax.models import stylegan2
 
 FAMILY = "stylegan2_ada"
 

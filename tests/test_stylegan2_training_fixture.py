@@ -48,11 +48,12 @@ def _initial_state(recipe, nets):
     return recipe.create_state(jax.random.PRNGKey(0), g, d, g_ema)
 
 
-def _noise_tree(it, phase):
+def _noise_tree(arrays, prefix):
+    """Recorded per-layer noise ``<prefix>synthesis.b8.conv0`` [N, 1, R, R] -> the 'noise_inputs' collection."""
     tree = {}
-    for key, value in it.items():
-        if key.startswith(f"noise/{phase}/"):
-            _, blk, layer = key.split("/")[-1].split(".")
+    for key, value in arrays.items():
+        if key.startswith(prefix):
+            _, blk, layer = key[len(prefix):].split(".")
             tree.setdefault("synthesis", {}).setdefault(blk, {})[layer] = {"noise": jnp.asarray(nhwc(value))}
     return tree
 
@@ -61,7 +62,7 @@ def _inputs_fn(it, fixed_z=None):
     def inputs(phase, key, batch):
         z = it[f"gen_z/{phase}"] if fixed_z is None else fixed_z
         n = it[f"ws/{phase}"].shape[0] if f"ws/{phase}" in it else z.shape[0]
-        out = {"z": jnp.asarray(z[:n]), "c": None, "noise": _noise_tree(it, phase)}
+        out = {"z": jnp.asarray(z[:n]), "c": None, "noise": _noise_tree(it, f"noise/{phase}/")}
         if phase == "Greg":
             out["pl_noise"] = jnp.asarray(nhwc(it["pl_noise/Greg"]))
         return out
@@ -250,11 +251,7 @@ def test_path_length_on_the_second_batch(fx, recipe):
     _, nets, _ = fx
     extra = load_npz(FAMILY, "sg2_32_train_extra.npz")
     state = _initial_state(recipe, nets)
-    noise = {}
-    for key, value in extra.items():
-        if key.startswith("pl_noise_synth/"):
-            _, blk, layer = key.split("/")[-1].split(".")
-            noise.setdefault("synthesis", {}).setdefault(blk, {})[layer] = {"noise": jnp.asarray(nhwc(value))}
+    noise = _noise_tree(extra, "pl_noise_synth/")
     n = extra["pl_ws"].shape[0]
     inputs = {"z": jnp.asarray(extra["pl_gen_z"][:n]), "c": None, "noise": noise, "pl_noise": jnp.asarray(nhwc(extra["pl_noise"]))}
     from gan_jax import losses
@@ -278,11 +275,7 @@ def test_style_mixing_record(fx, recipe):
     extra = load_npz(FAMILY, "sg2_32_train_extra.npz")
     sm = recipe_lib.StyleGAN2(stylegan2_train_config(fx[0], style_mixing_prob=0.9), num_shards=1)
     state = _initial_state(sm, nets)
-    noise = {}
-    for key, value in extra.items():
-        if key.startswith("sm_noise/"):
-            _, blk, layer = key.split("/")[-1].split(".")
-            noise.setdefault("synthesis", {}).setdefault(blk, {})[layer] = {"noise": jnp.asarray(nhwc(value))}
+    noise = _noise_tree(extra, "sm_noise/")
     n = extra["sm_gen_z"].shape[0]
     cutoff = int(extra["sm_cutoff_drawn"])
     assert float(extra["sm_rand"]) < 0.9

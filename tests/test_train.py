@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import pathlib
 import signal
 import subprocess
 import sys
@@ -220,7 +219,6 @@ def test_conditional_training_and_sampling_by_class(tmp_path):
 
 def test_sample_command_uses_generate_py_seeds(tmp_path):
     """Seed s is z = RandomState(s).randn(1, z_dim), images (x * 127.5 + 128) clipped, as generate.py."""
-    from gan_jax import sample
 
     cfg = tiny_config(total_kimg=8 / 1000)
     state = train.train(cfg, str(tmp_path))

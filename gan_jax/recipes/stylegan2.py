@@ -20,7 +20,6 @@ import json
 import math
 from typing import Any, Callable, Mapping
 
-import flax
 import jax
 import jax.numpy as jnp
 import ml_collections
