@@ -19,6 +19,8 @@ from typing import Any
 import numpy as np
 from absl import app, flags, logging
 
+from gan_jax.images import save_png, tile
+
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (its latest checkpoint is used).")
 _SEEDS = flags.DEFINE_string("seeds", "0-15", "generate/interpolate: seeds, e.g. '0-15' or '1,5,9'.")
 _ROWS = flags.DEFINE_string("rows", "85,100,75,458,1500", "style-mix: row seeds (their coarse styles are kept).")
@@ -61,14 +63,6 @@ def seed_latents(seeds: list[int], z_dim: int) -> np.ndarray:
 def to_uint8(images: Any) -> np.ndarray:
     """``(x * 127.5 + 128).clamp(0, 255)`` -> uint8, as generate.py."""
     return np.clip(np.asarray(images, np.float32) * 127.5 + 128, 0, 255).astype(np.uint8)
-
-
-def grid(images: np.ndarray, cols: int) -> np.ndarray:
-    """uint8 [rows*H, cols*W, C] from [N, H, W, C], padding the last row with black."""
-    n, h, w, c = images.shape
-    rows = math.ceil(n / cols)
-    pad = np.zeros((rows * cols - n, h, w, c), images.dtype)
-    return np.concatenate([images, pad]).reshape(rows, cols, h, w, c).transpose(0, 2, 1, 3, 4).reshape(rows * h, cols * w, c)
 
 
 class Sampler:
@@ -162,7 +156,7 @@ def style_mix(workdir: str, row_seeds: list[int], col_seeds: list[int], col_styl
     tiles = [blank] + [single[c] for c in col_seeds]
     for i, r in enumerate(row_seeds):
         tiles += [single[r]] + list(cells[i * len(col_seeds):(i + 1) * len(col_seeds)])
-    return grid(np.stack(tiles), len(col_seeds) + 1)
+    return tile(np.stack(tiles), len(col_seeds) + 1)
 
 
 def interpolate(workdir: str, seeds: list[int], frames: int = 24, truncation_psi: float = 1.0,
@@ -195,12 +189,6 @@ def write_video(path: str, frames: np.ndarray, fps: int = 24) -> str:
     return path
 
 
-def _save(path: str, image: np.ndarray) -> None:
-    from PIL import Image  # noqa: PLC0415
-
-    Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image).save(path)
-
-
 def main(argv: list[str]) -> None:
     logging.set_verbosity(logging.WARNING)
     command = argv[1] if len(argv) > 1 else "generate"
@@ -214,12 +202,12 @@ def main(argv: list[str]) -> None:
         seeds = parse_range(_SEEDS.value)
         images = generate(_WORKDIR.value, seeds, **common)
         for seed, img in zip(seeds, images):
-            _save(os.path.join(_OUTDIR.value, f"seed{seed:04d}.png"), img)
-        _save(os.path.join(_OUTDIR.value, "grid.png"), grid(images, math.ceil(math.sqrt(len(seeds)))))
+            save_png(os.path.join(_OUTDIR.value, f"seed{seed:04d}.png"), img)
+        save_png(os.path.join(_OUTDIR.value, "grid.png"), tile(images, math.ceil(math.sqrt(len(seeds)))))
         print(f"wrote {len(seeds)} images and grid.png to {_OUTDIR.value}")
     elif command == "style-mix":
         image = style_mix(_WORKDIR.value, parse_range(_ROWS.value), parse_range(_COLS.value), parse_range(_STYLES.value), **common)
-        _save(os.path.join(_OUTDIR.value, "grid.png"), image)
+        save_png(os.path.join(_OUTDIR.value, "grid.png"), image)
         print(f"wrote the style-mixing grid {_OUTDIR.value}/grid.png")
     else:
         frames = interpolate(_WORKDIR.value, parse_range(_SEEDS.value), _FRAMES.value, **common)

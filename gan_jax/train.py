@@ -22,6 +22,7 @@ import numpy as np
 from gan_jax import checkpoint as checkpoint_lib
 from gan_jax import data as data_lib
 from gan_jax import parallel, recipes
+from gan_jax.images import save_png, tile
 from gan_jax.recipes import Phase
 from gan_jax.state import TrainState
 
@@ -127,14 +128,7 @@ def open_dataset(config: ml_collections.ConfigDict) -> data_lib.ImageSource:
 def image_grid(images: np.ndarray, rows: int, cols: int) -> np.ndarray:
     """uint8 [rows*H, cols*W, C] from float images [N >= rows*cols, H, W, C] in [-1, 1]."""
     x = np.clip(np.rint(np.asarray(images, np.float32) * 127.5 + 128), 0, 255).astype(np.uint8)[: rows * cols]
-    n, h, w, c = x.shape
-    return x.reshape(rows, cols, h, w, c).transpose(0, 2, 1, 3, 4).reshape(rows * h, cols * w, c)
-
-
-def save_png(path: str, grid: np.ndarray) -> None:
-    from PIL import Image  # noqa: PLC0415
-
-    Image.fromarray(grid[..., 0] if grid.shape[-1] == 1 else grid).save(path)
+    return tile(x, cols)
 
 
 class _StopRequest:
