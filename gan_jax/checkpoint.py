@@ -4,7 +4,8 @@
 from __future__ import annotations
 
 import os
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import jax
 import orbax.checkpoint as ocp
@@ -39,11 +40,24 @@ def _differences(saved: Any, current: Any, prefix: str) -> list[str]:
 
 
 class Checkpointer:
-    """``directory/<step>/{state,config}``; ``keep`` newest steps are kept."""
+    """``directory/<step>/{state,config}``; the ``keep`` newest steps are kept and, with
+    ``best_metric`` (e.g. ``'fid50k_full'``, lower is better), also the step saved with the lowest
+    value of that metric (orbax preservation policies ``LatestN`` + ``BestN``)."""
 
-    def __init__(self, directory: str, keep: int = 3, async_save: bool = True):
+    def __init__(self, directory: str, keep: int = 3, async_save: bool = True, best_metric: str | None = None):
         self.directory = directory if "://" in directory else os.path.abspath(directory)
-        options = ocp.CheckpointManagerOptions(max_to_keep=keep, enable_async_checkpointing=async_save, create=True)
+        self.best_metric = best_metric
+        policy = ocp.checkpoint_managers.LatestN(n=keep)
+        if best_metric:
+            best = ocp.checkpoint_managers.BestN(get_metric_fn=lambda m: -float(m[best_metric]), n=1,
+                                                 keep_checkpoints_without_metrics=False)
+            policy = ocp.checkpoint_managers.AnyPreservationPolicy([policy, best])
+        # best_fn only makes orbax write each step's metrics to disk (so that BestN still knows them
+        # after a restart); which steps stay is the preservation policy's decision.
+        options = ocp.CheckpointManagerOptions(
+            preservation_policy=policy, enable_async_checkpointing=async_save, create=True,
+            best_fn=(lambda m: float(m.get(best_metric, float("inf")))) if best_metric else None, best_mode="min",
+            keep_checkpoints_without_metrics=True)
         self.manager = ocp.CheckpointManager(self.directory, options=options)
 
     def latest_step(self) -> int | None:
@@ -52,10 +66,22 @@ class Checkpointer:
     def all_steps(self) -> list[int]:
         return list(self.manager.all_steps())
 
-    def save(self, step: int, state: TrainState, config: Mapping[str, Any]) -> None:
-        """Start saving ``state`` at ``step`` (asynchronously; ``wait()`` blocks until written)."""
+    def save(self, step: int, state: TrainState, config: Mapping[str, Any],
+             metrics: Mapping[str, float] | None = None) -> None:
+        """Start saving ``state`` at ``step`` (asynchronously; ``wait()`` blocks until written).
+        ``metrics`` (e.g. ``{'fid50k_full': 3.1}``) rank it for ``best_metric``."""
         self.manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
-                                                        config=ocp.args.JsonSave(dict(config))), force=True)
+                                                        config=ocp.args.JsonSave(dict(config))),
+                          metrics=dict(metrics) if metrics else None, force=True)
+
+    def best_step(self) -> int | None:
+        """The kept step with the lowest ``best_metric``, or None."""
+        if not self.best_metric:
+            return None
+        self.manager.wait_until_finished()
+        scored = [(float(m[self.best_metric]), step) for step in self.manager.all_steps()
+                  if (m := self.manager.metrics(step)) and self.best_metric in m]
+        return min(scored)[1] if scored else None
 
     def wait(self) -> None:
         self.manager.wait_until_finished()

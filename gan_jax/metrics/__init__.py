@@ -1,0 +1,1 @@
+"""Image-quality metrics: the FID Inception-v3, FID / KID / IS, real-statistics cache."""
