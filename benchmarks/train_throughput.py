@@ -2,6 +2,11 @@
 
     python benchmarks/train_throughput.py --config=configs/stylegan2_bench32.py
     python benchmarks/train_throughput.py --config=configs/default.py --config.train.batch_size=64 --cycles=2
+    python benchmarks/train_throughput.py --config=configs/biggan_imagenet128.py --config.train.D_batch_size=256
+
+BigGAN (``recipe == 'biggan'``) runs with 1000 classes; ``--biggan_width=auto`` (default) keeps the
+config's full width on a GPU / TPU and uses G_ch = D_ch = 16 with a D-step batch of 16 on a CPU
+(``full`` / ``reduced`` force either). One BigGAN iteration is its D steps, G step and EMA.
 
 The real batch is random uint8 already on the devices, as NVIDIA's side-by-side driver does
 (``../shared/peers``), so only the compiled step is timed. Warm-up runs one full cycle of the
@@ -25,18 +30,26 @@ sys.path.insert(0, _REPO)
 
 _CONFIG = config_flags.DEFINE_config_file("config", os.path.join(_REPO, "configs", "default.py"), "Config file.")
 _CYCLES = flags.DEFINE_integer("cycles", 1, "Timed lazy-regularisation cycles (16 iterations each for StyleGAN2).")
+_BIGGAN_WIDTH = flags.DEFINE_enum("biggan_width", "auto", ["auto", "full", "reduced"],
+                                  "BigGAN configs: full width on an accelerator, reduced on a CPU (auto).")
 
 
 def main(argv: list[str]) -> None:
-    import jax  # noqa: PLC0415
-    import numpy as np  # noqa: PLC0415
+    import jax
+    import numpy as np
 
-    from gan_jax import parallel, recipes, train  # noqa: PLC0415
+    from gan_jax import parallel, recipes, train
 
     config = _CONFIG.value
     config.unlock()
     config.data.channels = int(config.data.get("channels", 3))
     config.model.c_dim = int(config.model.get("c_dim", 0))
+    if config.recipe == "biggan":
+        config.model.c_dim = config.model.c_dim or 1000  # ImageNet's classes
+        if _BIGGAN_WIDTH.value == "reduced" or (_BIGGAN_WIDTH.value == "auto" and jax.default_backend() == "cpu"):
+            config.model.G.G_ch = config.model.D.D_ch = 16
+            config.train.D_batch_size = 16
+            config.train.batch_size = 16 * int(config.train.num_D_steps)
     recipe = recipes.get_recipe(config.recipe)
     mesh = parallel.make_mesh()
     b, r, ch = int(config.train.batch_size), int(config.data.resolution), config.data.channels
@@ -67,7 +80,8 @@ def main(argv: list[str]) -> None:
 
     ips = n * b / sec
     print(f"config={config.recipe} res={r} batch={b} devices={mesh.devices.size} backend={jax.default_backend()} "
-          f"dtype={config.model.dtype} fused_modconv={config.model.fused_modconv} timed_iters={n}")
+          f"dtype={config.model.dtype} fused_modconv={config.model.get('fused_modconv')} timed_iters={n}"
+          + (f" G_ch={config.model.G.G_ch}" if config.recipe == "biggan" else ""))
     print(f"losses after the timed window: {losses}")
     print(f"compile_seconds={compile_s:.1f} ({len(steps.compile_seconds)} phase sets; warm-up cycle {warm:.1f} s)")
     stats = [d.memory_stats() or {} for d in mesh.devices.flat]

@@ -9,6 +9,39 @@ from __future__ import annotations
 import ml_collections
 
 
+def fid_config(metric: str = "fid50k_full", every_kimg: float = 200.0) -> ml_collections.ConfigDict:
+    """FID of G_ema during training (NVIDIA's train.py --metrics=fid50k_full at every snapshot,
+    network_snapshot_ticks 50 x 4 kimg). Without Inception weights it is off, with a message."""
+    f = ml_collections.ConfigDict()
+    f.metric = metric  # metric_main.py names: fid50k_full, fid10k, kid50k_full, is50k, or plain counts (fid500)
+    f.every_kimg = every_kimg  # 0 = off
+    f.convention = "nvidia"  # Inception input: 'nvidia' (TF1 resize) or 'pytorch_fid'
+    f.inception = ""  # weights file; '' = search (gan_jax/metrics/weights.py)
+    f.download = False  # fetch pytorch-fid's weights file (sha256-checked) when none is found
+    f.batch_size = 64  # images per Inception step, over all devices
+    f.cache_dir = ""  # real statistics; '' = ~/.cache/gan_jax/fid_stats
+    return f
+
+
+def log_config(every_steps: int, sample_every_kimg: float) -> ml_collections.ConfigDict:
+    """Console progress / TensorBoard scalars every ``every_steps``, a G_ema grid every ``sample_every_kimg``."""
+    log = ml_collections.ConfigDict()
+    log.every_steps = every_steps
+    log.sample_every_kimg = sample_every_kimg
+    log.sample_grid = (4, 4)  # rows, cols
+    log.tensorboard = True
+    return log
+
+
+def checkpoint_config(every_kimg: float, keep: int = 3) -> ml_collections.ConfigDict:
+    """A checkpoint every ``every_kimg`` (async); the newest ``keep`` (and the best-FID one) are kept."""
+    ckpt = ml_collections.ConfigDict()
+    ckpt.every_kimg = every_kimg
+    ckpt.keep = keep
+    ckpt.async_save = True
+    return ckpt
+
+
 def stylegan2(resolution: int = 32) -> ml_collections.ConfigDict:
     """The StyleGAN2 recipe with NVIDIA's defaults; configs override what their preset changes."""
     c = ml_collections.ConfigDict()
@@ -67,14 +100,9 @@ def stylegan2(resolution: int = 32) -> ml_collections.ConfigDict:
     c.train.ema_kimg = 10.0  # cfg_specs 'ema'
     c.train.ema_rampup = ml_collections.FieldReference(None, field_type=float)  # cfg_specs 'ramp'
 
-    c.log = ml_collections.ConfigDict()
-    c.log.every_steps = 50  # console progress line and TensorBoard scalars
-    c.log.sample_every_kimg = 4.0  # training_loop kimg_per_tick; image grid of G_ema at fixed z
-    c.log.sample_grid = (4, 4)  # rows, cols
-    c.log.tensorboard = True
+    c.log = log_config(every_steps=50, sample_every_kimg=4.0)  # training_loop kimg_per_tick
 
-    c.checkpoint = ml_collections.ConfigDict()
-    c.checkpoint.every_kimg = 200.0  # network_snapshot_ticks 50 x kimg_per_tick 4
-    c.checkpoint.keep = 3
-    c.checkpoint.async_save = True
+    c.fid = fid_config()
+
+    c.checkpoint = checkpoint_config(every_kimg=200.0)  # network_snapshot_ticks 50 x kimg_per_tick 4
     return c

@@ -43,6 +43,7 @@ def get_config(arg: str | None = None):
         c.train.r1_gamma = 1.0
         c.train.ema_kimg = 20.0
     elif arg == "tiny":
+        c.fid.every_kimg = 0.0  # FID off in smoke runs
         c.data.resolution = 64
         c.data.source = "embedded"
         for kw in (c.model.G.synthesis_kwargs, c.model.D):

@@ -23,6 +23,7 @@ This module imports only jax, flax and numpy.
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Any, Mapping
 
@@ -31,7 +32,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gan_jax.models import stylegan2
+from gan_jax.models import stylegan, stylegan2
 from gan_jax.nn.upfirdn2d import setup_filter
 
 StateDict = Mapping[str, Any]
@@ -320,6 +321,8 @@ def convert_nvidia_pickle(source: str, dest: str) -> str:
     from gan_jax.recipes import stylegan2 as recipe_lib  # noqa: PLC0415
 
     nets = load_nvidia_pickle(source)  # refuses a G that is not a Generator, a D that is not a Discriminator
+    if any(getattr(net, "format", None) in ("B", "C", "D") for net in nets.values()):
+        return _convert_tf_pickle(nets, source, dest)  # TensorFlow (G, D, Gs) pickles
     for key in _STYLEGAN2_CLASSES:
         kind = getattr(nets.get(key), "kind", "stylegan2")
         if key in nets and kind not in ("stylegan2", "unknown"):
@@ -353,6 +356,494 @@ def convert_nvidia_pickle(source: str, dest: str) -> str:
                 "    with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), 'config.json')) as f:\n"
                 "        return ml_collections.ConfigDict(json.load(f))\n")
     return path
+
+
+# ----------------------------------------------------------------------------------------------
+# StyleGAN (1): NVlabs/stylegan TF variables (G_style / D_basic ``Network.vars``) <-> Flax.
+#
+# A TF variable name is the Flax path joined by '/', without the collection:
+# ``G_mapping/Dense0/weight`` <-> ``params/G_mapping/Dense0/weight``, ``dlatent_avg`` and
+# ``G_synthesis/noise{i}`` <-> ``buffers/...``. Layouts: conv ``[k, k, in, out]`` and dense
+# ``[in, out]`` as TF; ``4x4/Const/const`` TF ``[1, C, 4, 4]`` <-> ``[1, 4, 4, C]``; ``noise{i}`` TF
+# ``[1, 1, H, W]`` <-> ``[1, H, W, 1]``. The scalar ``lod`` variables (``lod``, ``G_synthesis/lod``;
+# D's ``lod``) are the level of detail the network was last run at: gan_jax takes it per call, so
+# they are checked to be scalars and returned separately.
+
+_SG1_LOD_VARS = {"G": ("lod", "G_synthesis/lod"), "D": ("lod",)}
+# Keywords the official networks receive at run time, never stored by a trainer (Network.run args).
+_SG1_RUNTIME = {"is_training", "is_validation", "is_template_graph", "force_clean_graph", "components"}
+
+
+def _sg1_fields(cls: type, kwargs: Mapping[str, Any], who: str, dtype: Any) -> dict[str, Any]:
+    import dataclasses  # noqa: PLC0415
+
+    fields = {f.name for f in dataclasses.fields(cls) if f.name not in ("parent", "name", "dtype")}
+    if cls is stylegan.Discriminator:
+        fields.discard("mbstd_num_shards")
+    extra = {"dlatent_broadcast"} if cls is stylegan.Generator else set()
+    unknown = sorted(set(kwargs) - fields - extra - _SG1_RUNTIME - {"dtype"})
+    if unknown:
+        raise ValueError(f"unknown {who} keyword(s) {unknown}; the official build functions take {sorted(fields)}")
+    out = {}
+    for key, value in kwargs.items():
+        if key not in fields:
+            continue
+        if isinstance(value, np.generic):
+            value = value.item()
+        if key == "blur_filter" and value is not None:
+            value = tuple(float(v) for v in value)
+        elif key == "use_noise":
+            value = bool(value)  # the official noise shape is [1, use_noise, H, W]: 1 == True
+        out[key] = value
+    compute = kwargs.get("dtype", None)
+    out["dtype"] = jnp.dtype(dtype if dtype is not None else (compute or "float32"))
+    return out
+
+
+def stylegan_generator_from_kwargs(G_kwargs: Mapping[str, Any], dtype: Any = None) -> stylegan.Generator:
+    """gan_jax's StyleGAN ``Generator`` from the official ``G_style`` static kwargs (build-function
+    defaults for the rest: psi 0.7, cutoff 8, resolution 1024, 512-d latents, 8 mapping layers ...)."""
+    return stylegan.Generator(**_sg1_fields(stylegan.Generator, G_kwargs, "G_style", dtype))
+
+
+def stylegan_discriminator_from_kwargs(D_kwargs: Mapping[str, Any], dtype: Any = None) -> stylegan.Discriminator:
+    """gan_jax's StyleGAN ``Discriminator`` from the official ``D_basic`` static kwargs (official
+    defaults otherwise, including ``num_channels=1, resolution=32``, which trainers always store)."""
+    return stylegan.Discriminator(**_sg1_fields(stylegan.Discriminator, D_kwargs, "D_basic", dtype))
+
+
+def _sg1_tf_layout(name: str, x: np.ndarray) -> np.ndarray:
+    leaf = name.rsplit("/", 1)[-1]
+    if leaf == "const" or re.fullmatch(r"noise\d+", leaf):
+        return np.transpose(x, (0, 3, 1, 2))
+    return x
+
+
+def _sg1_from_tf_layout(name: str, x: np.ndarray) -> np.ndarray:
+    leaf = name.rsplit("/", 1)[-1]
+    if (leaf == "const" or re.fullmatch(r"noise\d+", leaf)) and x.ndim == 4:
+        return np.transpose(x, (0, 2, 3, 1))
+    return x
+
+
+def _sg1_abstract(module: Any) -> Variables:
+    rngs = {"params": jax.random.key(0), "noise": jax.random.key(0)}
+    if isinstance(module, stylegan.Generator):
+        z = jnp.zeros((1, module.latent_size), jnp.float32)
+        c = jnp.zeros((1, module.label_size), jnp.float32) if module.label_size else None
+        return jax.eval_shape(lambda: module.init(rngs, z, c, noise_mode="const"))
+    r = module.resolution
+    img = jnp.zeros((1, r, r, module.num_channels), jnp.float32)
+    c = jnp.zeros((1, module.label_size), jnp.float32) if module.label_size else None
+    return jax.eval_shape(lambda: module.clone(mbstd_num_shards=1).init(rngs, img, c))
+
+
+def stylegan_tf_shapes(module: Any) -> dict[str, tuple[int, ...]]:
+    """The official variable names and TF shapes of a StyleGAN ``Generator`` / ``Discriminator``
+    (without the scalar ``lod`` variables)."""
+    flat = _flat_variables(_sg1_abstract(module))
+    return {"/".join(k[1:]): _sg1_tf_layout("/".join(k[1:]), np.empty(v.shape, np.uint8)).shape for k, v in flat.items()}
+
+
+def stylegan_variables_from_tf(module: Any, tf_vars: Mapping[str, Any]) -> Variables:
+    """Official ``Network.vars`` (name -> array, TF layouts) -> Flax variables of ``module``.
+
+    Raises ``StateDictMismatch`` listing every missing, unexpected and mis-shaped name.
+    """
+    who = "G" if isinstance(module, stylegan.Generator) else "D"
+    abstract = _flat_variables(_sg1_abstract(module))
+    expected = {"/".join(k[1:]): k for k in abstract}
+    tf_vars = {k: np.asarray(v) for k, v in tf_vars.items()}
+    problems = []
+    for name, key in sorted(expected.items()):
+        shape = _sg1_tf_layout(name, np.empty(abstract[key].shape, np.uint8)).shape
+        if name not in tf_vars:
+            problems.append(f"  missing    {name}: expected shape {list(shape)}")
+        elif tuple(tf_vars[name].shape) != tuple(shape):
+            problems.append(f"  wrong shape {name}: expected {list(shape)}, found {list(tf_vars[name].shape)}")
+        elif not np.issubdtype(tf_vars[name].dtype, np.floating):
+            problems.append(f"  wrong dtype {name}: expected floating point, found {tf_vars[name].dtype}")
+    for name in _SG1_LOD_VARS[who]:
+        if name in tf_vars and tf_vars[name].shape != ():
+            problems.append(f"  wrong shape {name}: expected a scalar, found {list(tf_vars[name].shape)}")
+    for name in sorted(set(tf_vars) - set(expected) - set(_SG1_LOD_VARS[who])):
+        problems.append(f"  unexpected {name}: shape {list(tf_vars[name].shape)}")
+    if problems:
+        raise StateDictMismatch(
+            f"TF variables do not match StyleGAN {'G_style' if who == 'G' else 'D_basic'}(resolution={module.resolution}, "
+            f"...) built from the given kwargs ({len(problems)} problem(s)):\n" + "\n".join(problems))
+    flat = {key: jnp.asarray(_sg1_from_tf_layout(name, tf_vars[name].astype(np.float32))) for name, key in expected.items()}
+    return flax.traverse_util.unflatten_dict(flat)
+
+
+def stylegan_tf_from_variables(variables: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """Flax variables (or a gradient tree of ``params``) -> official names and TF layouts (numpy)."""
+    flat = flax.traverse_util.flatten_dict(flax.core.unfreeze(variables))
+    out = {}
+    for key, value in flat.items():
+        path = key[1:] if key[0] in ("params", "buffers") else key
+        name = "/".join(path)
+        out[name] = np.asarray(_sg1_tf_layout(name, np.asarray(value)))
+    return out
+
+
+def stylegan_from_tf(
+    G_kwargs: Mapping[str, Any],
+    G_vars: Mapping[str, Any],
+    D_kwargs: Mapping[str, Any] | None = None,
+    D_vars: Mapping[str, Any] | None = None,
+    dtype: Any = None,
+) -> tuple[stylegan.Generator, Variables, stylegan.Discriminator | None, Variables | None]:
+    """NVlabs/stylegan ``(static_kwargs, vars)`` of G_style (and D_basic) -> ``(G, G_vars, D, D_vars)``.
+
+    ``G.apply(G_vars, z, None, truncation_psi=psi, truncation_cutoff=k, noise_mode='const', lod=L)``
+    gives NHWC images as the official ``Gs.run(z, None, randomize_noise=False)`` at ``lod``;
+    ``method='mapping'`` gives the dlatents [N, num_layers, dlatent_size] the synthesis receives;
+    ``D.apply(D_vars, images_nhwc, None, lod=L)`` gives scores [N, 1]. ``D``, ``D_vars`` are None
+    without ``D_kwargs``. Names are those of ``Network.vars`` (``G_mapping/Dense0/weight``,
+    ``G_synthesis/4x4/Const/const``, ``dlatent_avg``, ``FromRGB_lod0/weight``, ...).
+    """
+    G = stylegan_generator_from_kwargs(G_kwargs, dtype)
+    G_variables = stylegan_variables_from_tf(G, G_vars)
+    if D_kwargs is None:
+        return G, G_variables, None, None
+    if D_vars is None:
+        raise ValueError("D_kwargs given without D_vars")
+    D = stylegan_discriminator_from_kwargs(D_kwargs, dtype)
+    return G, G_variables, D, stylegan_variables_from_tf(D, D_vars)
+
+
+# ----------------------------------------------------------------------------------------------
+# BigGAN / BigGAN-deep (ajbrock/BigGAN-PyTorch ``state_dict``).
+#
+# A Flax variable path is the reference name: ``params/blocks.1.0/conv1/weight`` <->
+# ``blocks.1.0.conv1.weight``, ``sn/blocks.1.0/conv1/u0`` <-> ``blocks.1.0.conv1.u0``,
+# ``batch_stats/output_layer.0/stored_mean`` <-> ``output_layer.0.stored_mean`` (collections:
+# ``params``, ``sn`` for the spectral-norm ``u{i}`` / ``sv{i}``, ``batch_stats`` for BatchNorm). Layouts:
+#
+# | reference name ends in                | reference layout  | gan_jax layout     |
+# | ------------------------------------- | ----------------- | ------------------ |
+# | ``.weight`` of a (SN)Conv2d            | ``[O, I, kh, kw]`` | ``[kh, kw, I, O]`` |
+# | ``.weight`` of a (SN)Linear / Embedding | ``[out, in]`` / ``[n, dim]`` | as is (the SN matrix) |
+# | ``.u0`` ``[1, O]``, ``.sv0`` ``[1]``, ``.stored_*`` ``[C]``, ``.gamma`` ``[]`` | as is | as is |
+
+# Constructor keywords of BigGAN.py / BigGANdeep.py that do not define the network (optimizer,
+# precision and init switches); they are accepted and ignored.
+_BIGGAN_IGNORED = {"G_lr", "G_B1", "G_B2", "D_lr", "D_B1", "D_B2", "adam_eps", "G_mixed_precision", "G_fp16",
+                   "D_mixed_precision", "D_fp16", "skip_init", "no_optim"}
+_BIGGAN_COLLECTIONS = ("params", "sn", "batch_stats")
+
+
+def _biggan_fields(cls: type, kwargs: Mapping[str, Any], who: str) -> dict[str, Any]:
+    import dataclasses  # noqa: PLC0415
+
+    fields = {f.name for f in dataclasses.fields(cls)} - {"parent", "name", "dtype"}
+    out, unknown = {}, []
+    for key, value in kwargs.items():
+        if key in ("G_activation", "D_activation"):
+            if str(value).lower() not in ("relu", "relu()", "relu(inplace=false)", "relu(inplace=true)", "inplace_relu"):
+                raise ValueError(f"{who}: {key}={value!r}; gan_jax's BigGAN uses ReLU as the reference's launch scripts")
+        elif key in fields:
+            out[key] = value
+        elif key not in _BIGGAN_IGNORED:
+            unknown.append(key)
+    if unknown:
+        raise ValueError(f"unknown {who} keyword(s) {sorted(unknown)}; expected a subset of {sorted(fields | _BIGGAN_IGNORED)}")
+    return out
+
+
+def biggan_networks_from_kwargs(G_kwargs: Mapping[str, Any], D_kwargs: Mapping[str, Any] | None = None,
+                                dtype: Any = jnp.float32) -> tuple[Any, Any]:
+    """gan_jax's BigGAN G (and D) from the reference constructor keywords: BigGAN-deep
+    (``DeepGenerator`` / ``DeepDiscriminator``) when they carry ``G_depth`` / ``D_depth``."""
+    from gan_jax.models import biggan  # noqa: PLC0415
+
+    g_cls = biggan.DeepGenerator if "G_depth" in G_kwargs else biggan.Generator
+    G = g_cls(**_biggan_fields(g_cls, G_kwargs, g_cls.__name__), dtype=dtype)
+    D = None
+    if D_kwargs is not None:
+        d_cls = biggan.DeepDiscriminator if "D_depth" in D_kwargs else biggan.Discriminator
+        D = d_cls(**_biggan_fields(d_cls, D_kwargs, d_cls.__name__), dtype=dtype)
+    return G, D
+
+
+def biggan_abstract_variables(module: Any) -> Variables:
+    """Shapes of a BigGAN network's ``params`` / ``sn`` / ``batch_stats``, without computing anything."""
+    from gan_jax.models import biggan  # noqa: PLC0415
+
+    rngs = {"params": jax.random.key(0)}
+    y = jnp.zeros((1,), jnp.int32)
+    if isinstance(module, biggan.Generator):
+        return jax.eval_shape(lambda: module.init(rngs, jnp.zeros((1, module.z_dim), jnp.float32), y))
+    if isinstance(module, biggan.Discriminator):
+        r = module.resolution
+        return jax.eval_shape(lambda: module.init(rngs, jnp.zeros((1, r, r, 3), jnp.float32), y))
+    raise TypeError(f"not a BigGAN network: {type(module).__name__}")
+
+
+def _biggan_flat(variables: Mapping[str, Any]) -> dict[tuple[str, ...], Any]:
+    flat = flax.traverse_util.flatten_dict(flax.core.unfreeze(variables))
+    return {k: v for k, v in flat.items() if k[0] in _BIGGAN_COLLECTIONS}
+
+
+def _biggan_layout(leaf: str, x: np.ndarray, to_upstream: bool) -> np.ndarray:
+    if leaf == "weight" and x.ndim == 4:
+        return np.transpose(x, (3, 2, 0, 1) if to_upstream else (2, 3, 1, 0))
+    return x
+
+
+def biggan_state_shapes(module: Any) -> dict[str, tuple[int, ...]]:
+    """Reference ``state_dict`` names and shapes (parameters and buffers) of a BigGAN network."""
+    flat = _biggan_flat(biggan_abstract_variables(module))
+    return {".".join(k[1:]): _biggan_layout(k[-1], np.empty(v.shape, np.uint8), True).shape for k, v in flat.items()}
+
+
+def biggan_variables_from_state_dict(module: Any, state: StateDict, abstract: Variables | None = None) -> Variables:
+    """Reference ``state_dict`` -> ``{'params', 'sn', 'batch_stats'}`` of ``module``; raises
+    ``StateDictMismatch`` listing every missing, unexpected and mis-shaped name. ``abstract`` (the
+    ``jax.eval_shape`` of an init) serves a single block or layer; G and D know their own."""
+    abstract = _biggan_flat(biggan_abstract_variables(module) if abstract is None else abstract)
+    state = {k: np.asarray(v) for k, v in state.items()}
+    expected = {".".join(k[1:]): (k, _biggan_layout(k[-1], np.empty(v.shape, np.uint8), True).shape) for k, v in abstract.items()}
+    problems = []
+    for name, (_, shape) in sorted(expected.items()):
+        if name not in state:
+            problems.append(f"  missing    {name}: expected shape {list(shape)}")
+        elif tuple(state[name].shape) != tuple(shape):
+            problems.append(f"  wrong shape {name}: expected {list(shape)}, found {list(state[name].shape)}")
+        elif not np.issubdtype(state[name].dtype, np.floating):
+            problems.append(f"  wrong dtype {name}: expected a floating-point array, found {state[name].dtype}")
+    for name in sorted(set(state) - set(expected)):
+        problems.append(f"  unexpected {name}: shape {list(state[name].shape)}")
+    if problems:
+        raise StateDictMismatch(
+            f"state dict does not match {type(module).__name__}(resolution={getattr(module, 'resolution', '?')}, ...) built from the "
+            f"given kwargs ({len(problems)} problem(s)):\n" + "\n".join(problems))
+    flat = {key: jnp.asarray(_biggan_layout(key[-1], state[name].astype(np.float32), False)) for name, (key, _) in expected.items()}
+    return flax.traverse_util.unflatten_dict(flat)
+
+
+def biggan_state_dict_from_variables(variables: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """``{'params', 'sn', 'batch_stats'}`` -> reference ``state_dict`` (numpy, torch layouts, float32)."""
+    return {".".join(k[1:]): np.asarray(_biggan_layout(k[-1], np.asarray(v, np.float32), True))
+            for k, v in _biggan_flat(variables).items()}
+
+
+def biggan_from_torch(
+    G_kwargs: Mapping[str, Any],
+    G_state: StateDict,
+    D_kwargs: Mapping[str, Any] | None = None,
+    D_state: StateDict | None = None,
+    dtype: Any = jnp.float32,
+) -> tuple[Any, Variables, Any, Variables | None]:
+    """BigGAN-PyTorch ``(constructor kwargs, state_dict)`` pairs -> ``(G, G_vars, D, D_vars)``.
+
+    BigGAN-deep when the kwargs carry ``G_depth`` / ``D_depth`` (as ``BigGANdeep``'s constructors take).
+    ``G.apply(G_vars, z, y)`` (eval mode, integer labels ``y`` [N]) gives NHWC images in [-1, 1];
+    ``D.apply(D_vars, images_nhwc, y)`` gives logits ``[N, 1]``; ``G.apply(G_vars, z, y, train=True,
+    mutable=['sn', 'batch_stats'])`` is a train-mode call that returns the updated SN and BN collections.
+    ``D`` and ``D_vars`` are None when ``D_kwargs`` is None.
+    """
+    G, D = biggan_networks_from_kwargs(G_kwargs, D_kwargs, dtype=dtype)
+    G_vars = biggan_variables_from_state_dict(G, G_state)
+    if D is None:
+        return G, G_vars, None, None
+    if D_state is None:
+        raise ValueError("D_kwargs given without D_state")
+    return G, G_vars, D, biggan_variables_from_state_dict(D, D_state)
+
+
+# ----------------------------------------------------------------------------------------------
+# ProGAN: tkarras/progressive_growing_of_gans TF variables (G_paper / D_paper ``Network.vars``) <-> Flax.
+#
+# The names and layouts are the official ones, unchanged: a TF variable name is the Flax path joined
+# by '/' without the collection, ``4x4/Dense/weight`` <-> ``params/4x4/Dense/weight``,
+# ``8x8/Conv0_up/weight`` (fused up-conv, ``[3, 3, out, in]`` in both), ``8x8/Conv0/weight`` (unfused,
+# ``[3, 3, in, out]``), ``ToRGB_lod0/bias``, ``FromRGB_lod1/weight``, ``16x16/Conv1_down/weight``,
+# ``4x4/Dense0/weight`` ``[in, out]``, ``4x4/Dense1/bias``. The scalar ``lod`` variable (the level of
+# detail the network last ran at; gan_jax takes it per call) is checked to be a scalar and not stored.
+
+# Keywords the official build functions take that do not change the numbers.
+_PROGAN_IGNORED = {"structure", "is_template_graph"}
+
+
+def _progan_fields(cls: type, kwargs: Mapping[str, Any], who: str, dtype: Any) -> dict[str, Any]:
+    import dataclasses  # noqa: PLC0415
+
+    fields = {f.name for f in dataclasses.fields(cls) if f.name not in ("parent", "name", "dtype", "mbstd_num_shards")}
+    unknown = sorted(set(kwargs) - fields - _PROGAN_IGNORED - {"dtype"})
+    if unknown:
+        raise ValueError(f"unknown {who} keyword(s) {unknown}; the official build function takes {sorted(fields)}")
+    out = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in kwargs.items() if k in fields}
+    out["dtype"] = jnp.dtype(dtype if dtype is not None else (kwargs.get("dtype") or "float32"))
+    return out
+
+
+def progan_generator_from_kwargs(G_kwargs: Mapping[str, Any], dtype: Any = None) -> Any:
+    """gan_jax's ProGAN ``Generator`` from the official ``G_paper`` static kwargs (build-function
+    defaults for the rest, including ``num_channels=1, resolution=32``, which trainers always store)."""
+    from gan_jax.models import progan  # noqa: PLC0415
+
+    return progan.Generator(**_progan_fields(progan.Generator, G_kwargs, "G_paper", dtype))
+
+
+def progan_discriminator_from_kwargs(D_kwargs: Mapping[str, Any], dtype: Any = None) -> Any:
+    """gan_jax's ProGAN ``Discriminator`` from the official ``D_paper`` static kwargs."""
+    from gan_jax.models import progan  # noqa: PLC0415
+
+    return progan.Discriminator(**_progan_fields(progan.Discriminator, D_kwargs, "D_paper", dtype))
+
+
+def progan_tf_shapes(module: Any) -> dict[str, tuple[int, ...]]:
+    """The official variable names and shapes of a ProGAN G or D (without ``lod``), by shape only."""
+    from gan_jax.models import progan  # noqa: PLC0415
+
+    r, ch = int(module.resolution), int(module.num_channels)
+    if isinstance(module, progan.Generator):
+        c = jnp.zeros((1, module.c_dim), jnp.float32) if module.c_dim else None
+        init = lambda: module.init(jax.random.key(0), jnp.zeros((1, module.z_dim), jnp.float32), c)  # noqa: E731
+    elif isinstance(module, progan.Discriminator):
+        init = lambda: module.clone(mbstd_num_shards=1).init(jax.random.key(0), jnp.zeros((1, r, r, ch)))  # noqa: E731
+    else:
+        raise TypeError(f"not a ProGAN network: {type(module).__name__}")
+    flat = flax.traverse_util.flatten_dict(flax.core.unfreeze(jax.eval_shape(init))["params"])
+    return {"/".join(k): tuple(v.shape) for k, v in flat.items()}
+
+
+def progan_variables_from_tf(module: Any, tf_vars: Mapping[str, Any]) -> Variables:
+    """Official ``Network.vars`` (name -> array, e.g. a pickle's ``variables``) -> ``{'params': ...}``.
+
+    Raises ``StateDictMismatch`` listing every missing, unexpected and mis-shaped name.
+    """
+    shapes = progan_tf_shapes(module)
+    tf_vars = {k: np.asarray(v) for k, v in tf_vars.items()}
+    problems = []
+    for name, shape in sorted(shapes.items()):
+        if name not in tf_vars:
+            problems.append(f"  missing    {name}: expected shape {list(shape)}")
+        elif tuple(tf_vars[name].shape) != shape:
+            problems.append(f"  wrong shape {name}: expected {list(shape)}, found {list(tf_vars[name].shape)}")
+        elif not np.issubdtype(tf_vars[name].dtype, np.floating):
+            problems.append(f"  wrong dtype {name}: expected floating point, found {tf_vars[name].dtype}")
+    for name in sorted(set(tf_vars) - set(shapes)):
+        if name == "lod" and tf_vars[name].shape == ():
+            continue
+        problems.append(f"  unexpected {name}: shape {list(tf_vars[name].shape)}")
+    if problems:
+        raise StateDictMismatch(
+            f"variables do not match {type(module).__name__}(resolution={module.resolution}, ...) built from the given "
+            f"kwargs ({len(problems)} problem(s)):\n" + "\n".join(problems))
+    flat = {tuple(name.split("/")): jnp.asarray(tf_vars[name].astype(np.float32)) for name in shapes}
+    return {"params": flax.traverse_util.unflatten_dict(flat)}
+
+
+def progan_tf_from_variables(variables: Mapping[str, Any], lod: float = 0.0) -> dict[str, np.ndarray]:
+    """Flax variables -> official ``Network.vars`` names and layouts (with the scalar ``lod``)."""
+    flat = flax.traverse_util.flatten_dict(flax.core.unfreeze(variables["params"]))
+    return {"lod": np.float32(lod), **{"/".join(k): np.asarray(v) for k, v in flat.items()}}
+
+
+def progan_from_tf(G_kwargs: Mapping[str, Any], G_vars: Mapping[str, Any], D_kwargs: Mapping[str, Any] | None = None,
+                   D_vars: Mapping[str, Any] | None = None, dtype: Any = None) -> tuple[Any, Variables, Any, Variables | None]:
+    """The official ``(static_kwargs, variables)`` of ``G_paper`` / ``D_paper`` -> ``(G, G_vars, D, D_vars)``.
+
+    ``G.apply(G_vars, latents, labels, lod=L)`` gives NHWC images [N, R, R, C] at full resolution and
+    ``D.apply(D_vars, images_nhwc, labels, lod=L)`` scores [N, 1] (``return_label_logits=True`` adds
+    the AC-GAN logits); labels may be None. ``D`` and ``D_vars`` are None when ``D_kwargs`` is None.
+    """
+    G = progan_generator_from_kwargs(G_kwargs, dtype)
+    G_variables = progan_variables_from_tf(G, G_vars)
+    if D_kwargs is None:
+        return G, G_variables, None, None
+    if D_vars is None:
+        raise ValueError("D_kwargs given without D_vars")
+    D = progan_discriminator_from_kwargs(D_kwargs, dtype)
+    return G, G_variables, D, progan_variables_from_tf(D, D_vars)
+
+
+def _write_run_dir(source: str, dest: str, state: Any, config: Any) -> str:
+    """``dest/checkpoints/0`` + ``dest/config.json`` + ``dest/config.py``; returns the config path."""
+    import os  # noqa: PLC0415
+
+    from gan_jax import checkpoint  # noqa: PLC0415
+
+    os.makedirs(dest, exist_ok=True)
+    ckpt = checkpoint.Checkpointer(os.path.join(dest, "checkpoints"), async_save=False)
+    ckpt.save(0, state, config.to_dict())
+    ckpt.close()
+    with open(os.path.join(dest, "config.json"), "w") as f:
+        f.write(config.to_json(indent=1))
+    path = os.path.join(dest, "config.py")
+    with open(path, "w") as f:
+        f.write(f'"""gan_jax config of the network converted from {os.path.basename(source)}.\n\n'
+                f'    python -m gan_jax.main --config={path} --workdir={dest} --config.data.source=YOUR_DATA.zip\n"""\n\n'
+                "import json\nimport os\n\nimport ml_collections\n\n\n"
+                "def get_config(arg=None):\n"
+                "    with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), 'config.json')) as f:\n"
+                "        return ml_collections.ConfigDict(json.load(f))\n")
+    return path
+
+
+_PROGAN_DATA_KWARGS = ("num_channels", "resolution", "label_size")
+
+
+def _convert_growing_pickle(nets: Mapping[str, Any], source: str, dest: str, family: str) -> str:
+    """ProGAN / StyleGAN (1) ``(G, D, Gs)`` records -> a gan_jax run of recipe ``family``, sampled at
+    ``Gs``'s ``lod``. The config is ``configs/<family>_common.py``'s with the pickle's static kwargs as
+    ``model.G`` / ``model.D`` (build-function defaults for the rest, as the official code)."""
+    import importlib  # noqa: PLC0415
+    import os  # noqa: PLC0415
+    import sys  # noqa: PLC0415
+
+    from gan_jax import parallel  # noqa: PLC0415
+
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    if repo not in sys.path:
+        sys.path.append(repo)
+    recipe_lib = importlib.import_module(f"gan_jax.recipes.{family}")
+    make_config = getattr(importlib.import_module(f"configs.{family}_common"), family)
+    from_kwargs, from_tf = {"progan": (progan_generator_from_kwargs, progan_variables_from_tf),
+                            "stylegan": (stylegan_generator_from_kwargs, stylegan_variables_from_tf)}[family]
+
+    g_ema = nets.get("G_ema") or nets.get("G")
+    if g_ema is None:
+        raise ValueError(f"{source} holds no generator (expected 'G' or 'G_ema'; found {sorted(nets)})")
+    G_kwargs = dict(g_ema.static_kwargs)
+    G = from_kwargs(G_kwargs)  # validates the kwargs before anything is written
+    config = make_config(resolution=int(G.resolution))
+    config.data.channels, config.model.c_dim = int(G.num_channels), int(G.label_size)
+    config.data.use_labels = bool(G.label_size)
+    config.model.G = {k: _plain_kwargs(v) for k, v in G_kwargs.items() if k not in _PROGAN_DATA_KWARGS}
+    if "D" in nets:
+        config.model.D = {k: _plain_kwargs(v) for k, v in nets["D"].static_kwargs.items() if k not in _PROGAN_DATA_KWARGS}
+    config.train.num_shards = 1
+    r = recipe_lib.recipe(config, 1)
+    g_ema_vars = from_tf(r.G, g_ema.variables)
+    g_vars = from_tf(r.G, nets["G"].variables) if "G" in nets else g_ema_vars
+    d_vars = from_tf(r.D, nets["D"].variables) if "D" in nets else None
+    lod = float(np.asarray(g_ema.variables.get("lod", 0.0)))
+    config.train.num_shards = None
+    state = r.create_state(jax.random.PRNGKey(0), g_vars, d_vars, g_ema_vars, lod=lod)
+    return _write_run_dir(source, dest, parallel.replicate(state, parallel.make_mesh()), config)
+
+
+# TF pickle kind (gan_jax.nvidia_pickle.TFNetwork.kind) -> converter(nets, source, dest) -> config path.
+_TF_PICKLE_CONVERTERS: dict[str, Any] = {
+    family: functools.partial(_convert_growing_pickle, family=family) for family in ("progan", "stylegan")}
+_TF_PICKLE_REFUSALS = {
+    "stylegan2-tf": "convert it to a PyTorch snapshot with NVIDIA's stylegan2-ada-pytorch `python legacy.py "
+                    "--source=FILE.pkl --dest=FILE-pt.pkl`, then run gan_jax.convert on that",
+}
+
+
+def _convert_tf_pickle(nets: Mapping[str, Any], source: str, dest: str) -> str:
+    kinds = {net.kind for net in nets.values() if hasattr(net, "kind")}
+    kind = next(iter(kinds)) if len(kinds) == 1 else None
+    if kind in _TF_PICKLE_CONVERTERS:
+        return _TF_PICKLE_CONVERTERS[kind](nets, source, dest)
+    hint = _TF_PICKLE_REFUSALS.get(kind, f"networks of kinds {sorted(kinds)}")
+    raise ValueError(f"{source}: a TensorFlow {kind or 'mixed'} pickle, which `gan_jax.convert` does not turn into a "
+                     f"run; {hint}")
 
 
 def main(argv: list[str] | None = None) -> None:

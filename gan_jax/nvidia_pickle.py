@@ -24,7 +24,7 @@ with a restricted :class:`pickle.Unpickler` instead:
 * neither torch, TensorFlow, jax nor NVIDIA's code is needed or imported: stdlib + numpy.
 
 The byte layouts are documented in ``../shared/fixtures/PICKLE_FORMATS.md`` (format A: sections
-0, 1, 3, 6, 8).
+0, 1, 3, 6, 8; the TensorFlow formats B, C, D: sections 2, 4, 5).
 
 Public API
 ----------
@@ -42,24 +42,32 @@ Public API
 * ``'augment_pipe'``: a :class:`LoadedNetwork` of the ``AugmentPipe`` record (buffers ``p``,
   ``Hz_geom``, ``Hz_fbank``), or None. Returned as well, since it is cheap.
 
+A TensorFlow pickle -- the ``(G, D, Gs)`` tuple of ProGAN (``tfutil.Network``, state version 2,
+format C), StyleGAN (``dnnlib.tflib.network.Network`` version 2/3 with nested ``components``,
+format B) or StyleGAN2-TF (version 4/5, format D) -- gives ``{'G', 'D', 'G_ema'}`` (``G_ema`` is
+``Gs``) as :class:`TFNetwork` records: ``.name``, ``.build_func_name``, ``.static_kwargs``,
+``.variables`` (own and components', ``<component name>/<local name>``), ``.kind``
+(``'progan'`` | ``'stylegan'`` | ``'stylegan2-tf'``), ``.format``, ``.version``, ``.components``.
+The embedded ``build_module_src`` is checked to be a string and dropped, never executed.
+
 The class name is *not* put into ``init_kwargs`` (that would break ``Generator(**init_kwargs)``):
 use ``result['G'].class_name`` / ``.kind``. Other top-level entries are ignored. Errors are
 :class:`NvidiaPickleError` (a subclass of both ``pickle.UnpicklingError`` and ``ValueError``)
 with a one-line message that starts with the file name: refused globals, truncated/corrupt
-files, pickles that are not snapshots (naming what they look like: a TensorFlow
-StyleGAN/StyleGAN2/ProGAN pickle, a ``torch.save`` file, another dict), persistence versions
-other than 6.
+files, pickles that are not snapshots (naming what they look like: a ``torch.save`` file, another
+dict), persistence versions other than 6, TF state versions outside those above.
 
 ``network_kind(obj)`` tells ``'stylegan2'`` (ADA's ``training/networks.py``, also the StyleGAN3
 repo's ``networks_stylegan2``), ``'stylegan3'`` (``networks_stylegan3``), ``'augment_pipe'`` or
 ``'unknown'``, so callers can refuse another network type with a clear message.
 ``restricted_load(path_or_file)`` returns the whole object graph read with the same restrictions
-(records as :class:`PersistentRecord`), for tools and for the TensorFlow formats later.
+(records as :class:`PersistentRecord`, TF networks as their raw state), for tools.
 """
 
 from __future__ import annotations
 
 import collections
+import dataclasses
 import io
 import math
 import os
@@ -77,6 +85,7 @@ import numpy as np
 __all__ = [
     "EasyDict",
     "LoadedNetwork",
+    "TFNetwork",
     "NvidiaPickleError",
     "PersistentRecord",
     "UnsupportedFormatError",
@@ -179,7 +188,7 @@ def _reconstruct_persistent_obj(meta: Any = None, *extra: Any) -> PersistentReco
 
 class _TFNetworkStub:
     """``dnnlib.tflib.network.Network`` / ``tfutil.Network`` (TF formats B, C, D): keeps the state
-    dict, so that the loader can say which format a file is. Reading them is for later."""
+    dict (BUILD); :func:`_tf_network` turns it into a :class:`TFNetwork` record."""
 
     def __setstate__(self, state: Any) -> None:
         if not isinstance(state, dict):
@@ -987,8 +996,8 @@ def _not_a_snapshot(obj: Any, label: str) -> NvidiaPickleError:
     stubs = [x for x in (obj if isinstance(obj, (tuple, list)) else [obj]) if isinstance(x, _TFNetworkStub)]
     if stubs:
         return UnsupportedFormatError(
-            f"{label}: a {stubs[0].describe()}; load_nvidia_pickle reads only StyleGAN2-ADA / StyleGAN3 PyTorch "
-            "snapshots (format A), TensorFlow pickles are not supported by this loader yet")
+            f"{label}: a {stubs[0].describe()} outside the (G, D, Gs) tuple NVIDIA's TF trainers write; "
+            "load_nvidia_pickle reads PyTorch snapshots (format A) and TF (G, D, Gs) tuples (B, C, D)")
     if isinstance(obj, PersistentRecord):
         return NvidiaPickleError(f"{label}: a single {obj['class_name']} persistence record, not a network snapshot "
                                  "(a dict with 'G', 'D', 'G_ema', as NVIDIA's training loop writes)")
@@ -1002,15 +1011,127 @@ def _not_a_snapshot(obj: Any, label: str) -> NvidiaPickleError:
                              "(a dict with 'G', 'D', 'G_ema')")
 
 
+# ----------------------------------------------------------------------------------------------
+# TensorFlow pickles: (G, D, Gs) tuples of tfutil.Network (format C, ProGAN) or
+# dnnlib.tflib.network.Network (formats B, StyleGAN 1, and D, StyleGAN2) states.
+
+# (stand-in class, state version) -> (format, kind). PICKLE_FORMATS.md sections 2, 4, 5 and 6.
+_TF_FORMATS = {(_TfutilNetwork, 2): ("C", "progan"),
+               (_DnnlibTFNetwork, 2): ("B", "stylegan"), (_DnnlibTFNetwork, 3): ("B", "stylegan"),
+               (_DnnlibTFNetwork, 4): ("D", "stylegan2-tf"), (_DnnlibTFNetwork, 5): ("D", "stylegan2-tf")}
+_TF_STATE_KEYS = {"version", "name", "static_kwargs", "build_module_src", "build_func_name", "variables", "components",
+                  "input_shapes", "output_shapes", "input_names", "output_names"}
+
+
+@dataclasses.dataclass(frozen=True)
+class TFNetwork:
+    """One TF network of a ``(G, D, Gs)`` pickle, as plain read-only data (its source is dropped).
+
+    ``variables``: name -> read-only ``np.ndarray`` (scalars such as ``lod`` as 0-d arrays): the
+    network's own variables, then each component's, recursively, as ``<component's name>/<name>``
+    (``G_synthesis/4x4/Const/const``, ``G_mapping/Dense0/weight``). ``components``: the components
+    as :class:`TFNetwork` records by their key (``'synthesis'``, ``'mapping'``). ``kind``:
+    ``'progan'`` (format C), ``'stylegan'`` (B) or ``'stylegan2-tf'`` (D).
+    """
+
+    name: str
+    build_func_name: str
+    static_kwargs: dict
+    variables: dict
+    kind: str
+    format: str
+    version: int
+    components: dict = dataclasses.field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        return (f"TFNetwork({self.name!r}, {self.build_func_name}, kind={self.kind!r}, format {self.format}, "
+                f"{len(self.variables)} variables)")
+
+
+def _tf_value(value: Any, where: str) -> np.ndarray:
+    if isinstance(value, np.generic):
+        value = np.asarray(value)
+    if not isinstance(value, np.ndarray):
+        raise NvidiaPickleError(f"{where} is a {type(value).__name__}, not a numpy array")
+    value.setflags(write=False)
+    return value
+
+
+def _tf_network(stub: Any, where: str, depth: int = 0) -> TFNetwork:
+    if not isinstance(stub, _TFNetworkStub):
+        raise NvidiaPickleError(f"{where} is a {type(stub).__name__}, not a TF Network object")
+    if depth > 8:
+        raise NvidiaPickleError(f"{where}: components nested too deeply")
+    state = getattr(stub, "state", None)
+    if not isinstance(state, dict):
+        raise NvidiaPickleError(f"{where}: a Network without state (no BUILD)")
+    version = state.get("version")
+    fmt = _TF_FORMATS.get((type(stub), version)) if type(version) is int else None
+    if fmt is None:
+        known = sorted(v for c, v in _TF_FORMATS if c is type(stub))
+        raise NvidiaPickleError(f"{where}: {stub.describe()}, state version {_clean(version, 20)}; this loader reads "
+                                f"versions {known} of this class")
+    unknown = sorted(str(k) for k in set(state) - _TF_STATE_KEYS)
+    if unknown:
+        raise NvidiaPickleError(f"{where}: unknown Network state keys {_clean(unknown)}")
+    name, func, kwargs = state.get("name"), state.get("build_func_name"), state.get("static_kwargs")
+    if not isinstance(name, str) or not isinstance(func, str) or not isinstance(kwargs, dict):
+        raise NvidiaPickleError(f"{where}: name, build_func_name and static_kwargs must be str, str and dict")
+    if not isinstance(state.get("build_module_src", ""), str):
+        raise NvidiaPickleError(f"{where}: build_module_src is not a string")  # dropped, never executed
+    where = f"{where} ({_clean(name, 60)})"
+    pairs = state.get("variables")
+    if not isinstance(pairs, (list, tuple)):
+        raise NvidiaPickleError(f"{where}: variables is a {type(pairs).__name__}, expected a list of (name, value)")
+    variables: dict[str, np.ndarray] = {}
+    for item in pairs:
+        if not (isinstance(item, (tuple, list)) and len(item) == 2 and isinstance(item[0], str)):
+            raise NvidiaPickleError(f"{where}: a variables entry is not a (name, value) pair")
+        if item[0] in variables:
+            raise NvidiaPickleError(f"{where}: variable {_clean(item[0])} appears twice")
+        variables[item[0]] = _tf_value(item[1], f"{where}: variable {_clean(item[0])}")
+    components = state.get("components", {})
+    if fmt[0] == "C" and components:
+        raise NvidiaPickleError(f"{where}: a tfutil.Network (ProGAN) with components; format C has none")
+    if not isinstance(components, dict):
+        raise NvidiaPickleError(f"{where}: components is a {type(components).__name__}, not a dict")
+    records = {}
+    for key, sub in components.items():
+        rec = _tf_network(sub, f"{where}: component {_clean(key, 40)}", depth + 1)
+        if rec.format != fmt[0]:
+            raise NvidiaPickleError(f"{where}: component {_clean(key, 40)} is format {rec.format}, not {fmt[0]}")
+        for local, value in rec.variables.items():
+            full = f"{rec.name}/{local}"
+            if full in variables:
+                raise NvidiaPickleError(f"{where}: variable {_clean(full)} appears twice")
+            variables[full] = value
+        records[str(key)] = rec
+    return TFNetwork(name=name, build_func_name=func, static_kwargs=dict(kwargs), variables=variables, kind=fmt[1],
+                     format=fmt[0], version=version, components=records)
+
+
+def _tf_networks(obj: tuple, label: str) -> dict[str, TFNetwork]:
+    if len(obj) != 3:
+        raise NvidiaPickleError(f"{label}: a tuple of {len(obj)} TF networks; NVIDIA's TF trainers write (G, D, Gs)")
+    out = {key: _tf_network(net, f"{label}: {key}") for key, net in zip(("G", "D", "G_ema"), obj)}
+    formats = {net.format for net in out.values()}
+    if len(formats) != 1:
+        raise NvidiaPickleError(f"{label}: networks of different formats {sorted(formats)}")
+    return out
+
+
 def load_nvidia_pickle(path_or_file: Any) -> dict[str, Any]:
     """Read a StyleGAN2-ADA / StyleGAN3 ``network-snapshot-*.pkl`` safely (see the module docstring).
 
     ``path_or_file``: a path, a binary file object or the bytes. Returns, for the keys present in
     the file, ``{'G' | 'D' | 'G_ema': LoadedNetwork (init_kwargs, state_dict),
-    'training_set_kwargs': dict | None, 'augment_pipe': LoadedNetwork | None}``.
+    'training_set_kwargs': dict | None, 'augment_pipe': LoadedNetwork | None}``. A TensorFlow
+    ``(G, D, Gs)`` pickle (formats B, C, D) gives ``{'G', 'D', 'G_ema': TFNetwork}``.
     """
     label, obj = _restricted_load(path_or_file)
     try:
+        if isinstance(obj, tuple) and obj and all(isinstance(x, _TFNetworkStub) for x in obj):
+            return _tf_networks(obj, label)
         return _snapshot(obj, label)
     except NvidiaPickleError:
         raise

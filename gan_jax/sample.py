@@ -7,7 +7,9 @@
 Seed ``s`` means ``z = numpy.random.RandomState(s).randn(1, z_dim)``, as NVIDIA's ``generate.py``
 and ``style_mixing.py``, so the same network, seed, truncation, class and noise mode give the same
 image in both. Images come from G_ema with ``noise_mode='const'`` by default, as generate.py.
-``--class_idx`` picks the class of a conditional network.
+``--class_idx`` picks the class of a conditional network. Any family works through its recipe's
+``sampling`` (``gan_jax.recipes.Sampling``); style mixing needs styles (``num_ws``) and
+truncation a mapping (``truncation=True``), and other families say so.
 """
 
 from __future__ import annotations
@@ -84,13 +86,10 @@ class Sampler:
         mesh = parallel.make_mesh()
         self.state = ckpt.restore(recipe.create_state(self.config, jax.random.PRNGKey(0), mesh), self.config.to_dict(), step)
         ckpt.close()
-        self.G = recipe.recipe(self.config, mesh.devices.size).G
-        self.variables = {"params": self.state.ema_params["G"], "buffers": self.state.extra["G_ema_buffers"]}
-        self.z_dim, self.c_dim = self.G.z_dim, self.G.c_dim
-        G = self.G
-        self._mapping = jax.jit(lambda v, z, c, psi: G.apply(v, z, c, truncation_psi=psi, method="mapping"))
-        self._synthesis = jax.jit(lambda v, ws, key, mode: G.apply(v, ws, noise_mode=mode, rngs={"noise": key},
-                                                                   method="synthesis"), static_argnums=3)
+        self.sampling: recipes.Sampling = recipe.sampling(self.config, mesh)
+        self.z_dim, self.c_dim, self.num_ws = self.sampling.z_dim, self.sampling.c_dim, self.sampling.num_ws
+        self._mapping = jax.jit(self.sampling.mapping)
+        self._synthesis = jax.jit(self.sampling.synthesis, static_argnums=3)
 
     def labels(self, class_idx: int | None, n: int):
         if self.c_dim == 0:
@@ -104,14 +103,18 @@ class Sampler:
         return np.eye(self.c_dim, dtype=np.float32)[[class_idx] * n]
 
     def mapping(self, z: np.ndarray, c: np.ndarray | None = None, truncation_psi: float = 1.0) -> np.ndarray:
-        """ws [N, num_ws, w_dim] of G_ema (truncated towards w_avg as NVIDIA's mapping does)."""
-        return np.asarray(self._mapping(self.variables, z, c, truncation_psi))
+        """ws [N, num_ws, w_dim] of G_ema (truncated towards w_avg as NVIDIA's mapping does); for a family
+        without a mapping network, what its synthesis takes (ProGAN: ``[z, c]``)."""
+        if not self.sampling.truncation and truncation_psi != 1:
+            raise ValueError(f"--trunc={truncation_psi}: this {self.config.recipe} network has no mapping network "
+                             "to truncate in; use --trunc=1")
+        return np.asarray(self._mapping(self.state, z, c, truncation_psi))
 
     def synthesis(self, ws: np.ndarray, noise_mode: str = "const", seed: int = 0) -> np.ndarray:
         """float images [N, H, W, C] from ws."""
         import jax  # noqa: PLC0415
 
-        return np.asarray(self._synthesis(self.variables, ws, jax.random.PRNGKey(seed), noise_mode))
+        return np.asarray(self._synthesis(self.state, ws, jax.random.PRNGKey(seed), noise_mode))
 
     def images(self, z: np.ndarray, c: np.ndarray | None = None, truncation_psi: float = 1.0,
                noise_mode: str = "const") -> np.ndarray:
@@ -133,14 +136,15 @@ def style_mix(workdir: str, row_seeds: list[int], col_seeds: list[int], col_styl
     """NVIDIA style_mixing.py's grid, uint8 [(R+1)*H, (C+1)*W, ch]: first row the column seeds,
     first column the row seeds, cell (r, c) = row seed r's ws with ``col_styles`` from column seed c."""
     s = sampler or Sampler(workdir, step)
-    num_ws = s.G.num_ws
+    num_ws = s.num_ws
+    if num_ws is None:
+        raise ValueError(f"style mixing needs a network with styles (ws); this {s.config.recipe} network has none")
     bad = [i for i in col_styles if not 0 <= i < num_ws]
     if bad:
         raise ValueError(f"--styles {bad} outside 0..{num_ws - 1} (this network has {num_ws} ws)")
     seeds = sorted(set(row_seeds + col_seeds))
-    ws = s.mapping(seed_latents(seeds, s.z_dim), s.labels(class_idx, len(seeds)))
-    w_avg = np.asarray(s.variables["buffers"]["mapping"]["w_avg"])
-    ws = w_avg + (ws - w_avg) * truncation_psi  # style_mixing.py truncates this way
+    # style_mixing.py truncates all ws towards w_avg, as the mapping's truncation does
+    ws = s.mapping(seed_latents(seeds, s.z_dim), s.labels(class_idx, len(seeds)), truncation_psi)
     w = dict(zip(seeds, ws))
     mixed = []
     for r in row_seeds:
@@ -167,7 +171,7 @@ def interpolate(workdir: str, seeds: list[int], frames: int = 24, truncation_psi
         raise ValueError("interpolate needs at least two seeds, e.g. --seeds=0,5")
     s = sampler or Sampler(workdir, step)
     ws = s.mapping(seed_latents(seeds, s.z_dim), s.labels(class_idx, len(seeds)), truncation_psi)
-    t = (np.arange(frames, dtype=np.float32) / frames)[:, None, None]
+    t = (np.arange(frames, dtype=np.float32) / frames).reshape(-1, *[1] * (ws.ndim - 1))  # ws [N, ...]
     path = np.concatenate([ws[i] * (1 - t) + ws[(i + 1) % len(seeds)] * t for i in range(len(seeds))])
     return np.concatenate([to_uint8(s.synthesis(path[i:i + 16], noise_mode)) for i in range(0, len(path), 16)])
 

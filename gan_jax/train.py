@@ -1,6 +1,8 @@
 """The generic training loop: data -> compiled step -> metrics, samples, checkpoints.
 
-It knows no model: a recipe (``gan_jax.recipes``) supplies the state, the phases and the sampler.
+It knows no model: a recipe (``gan_jax.recipes``) supplies the state, the phases and the sampler,
+and optionally the run's stages (progressive growing: each stage its batch size and compiled
+program; see ``gan_jax.recipes.stage_plan``).
 One ``jax.jit`` step is compiled per distinct set of active phases (StyleGAN2: at most four), with
 the state donated; the step never returns to the host between phases. Metrics of step ``s`` are
 read while step ``s + 1`` runs, so checking them for NaN costs no stall.
@@ -23,6 +25,7 @@ from gan_jax import checkpoint as checkpoint_lib
 from gan_jax import data as data_lib
 from gan_jax import parallel, recipes
 from gan_jax.images import save_png, tile
+from gan_jax.metrics import evaluation
 from gan_jax.recipes import Phase
 from gan_jax.state import TrainState
 
@@ -200,15 +203,16 @@ def train(config: ml_collections.ConfigDict, workdir: str, max_steps: int | None
     source = open_dataset(config)
     config = resolve_config(config, source)
     cfg_dict = config.to_dict()
-    batch_size = int(config.train.batch_size)
-    total_steps = math.ceil(config.train.total_kimg * 1000 / batch_size)
+    plan = recipes.stage_plan(recipe, config)
+    total_steps = plan.total_steps
     logger = _Logger(config, workdir)
     local_workdir = "://" not in workdir  # PNG grids are written beside local runs only
     if logger.is_main and local_workdir:
         os.makedirs(os.path.join(workdir, "samples"), exist_ok=True)
 
     ckpt = checkpoint_lib.Checkpointer(os.path.join(workdir, "checkpoints"), keep=int(config.checkpoint.keep),
-                                       async_save=bool(config.checkpoint.async_save))
+                                       async_save=bool(config.checkpoint.async_save),
+                                       best_metric=evaluation.best_metric(config))
     state = recipe.create_state(config, jax.random.PRNGKey(int(config.seed)), mesh)
     if ckpt.latest_step() is not None:
         state = ckpt.restore(state, cfg_dict)
@@ -216,31 +220,40 @@ def train(config: ml_collections.ConfigDict, workdir: str, max_steps: int | None
     start = int(state.step)
     stop_at = total_steps if max_steps is None else min(total_steps, start + max_steps)
 
-    steps = CompiledSteps(recipe.phases(config, mesh), mesh, batch_size, cache_key=config.to_json())
+    compiled: dict[Any, CompiledSteps] = {}  # per stage program
+
+    def steps_of(stage: recipes.Stage) -> CompiledSteps:
+        if stage.program not in compiled:
+            compiled[stage.program] = CompiledSteps(recipes.stage_phases(recipe, config, mesh, stage), mesh,
+                                                    stage.batch_size, cache_key=(config.to_json(), stage.program))
+        return compiled[stage.program]
+
     sample_key = ("sample", config.to_json(), tuple(d.id for d in mesh.devices.flat))
     sample = _EXECUTABLES.setdefault(sample_key, jax.jit(recipe.sample_fn(config, mesh)))
     rows, cols = config.log.sample_grid
-    grid_z = jnp.asarray(np.random.RandomState(123).randn(rows * cols, int(config.model.G.z_dim)), jnp.float32)
+    z_dim = recipe.sampling(config, mesh).z_dim if hasattr(recipe, "sampling") else int(config.model.G.z_dim)
+    grid_z = jnp.asarray(np.random.RandomState(123).randn(rows * cols, z_dim), jnp.float32)
     grid_c = (jnp.asarray(source.labels(np.arange(rows * cols) % source.num_images)) if config.model.c_dim else None)
+    fid = evaluation.training_fid(config, mesh, source, sample, z_dim, plan.images_at(start))
+    if fid.evaluator is None and fid.metric:
+        logger.print(f"FID is off ({fid.reason}); training goes on without it")
 
-    def write_samples(step: int) -> None:
+    def write_samples(step: int, stage_name: str | None = None) -> None:
         grid = image_grid(jax.device_get(sample(state, grid_z, grid_c)), rows, cols)
-        logger.images(step, "samples", grid)
+        logger.images(step, "samples" if stage_name is None else f"stages/{stage_name}", grid)
         if logger.is_main and local_workdir:  # named by images seen, as NVIDIA's fakes<kimg>.png
-            save_png(os.path.join(workdir, "samples", f"fakes{step * batch_size:09d}.png"), grid)
+            name = f"fakes{plan.images_at(step):09d}.png" if stage_name is None else f"stage-{stage_name}.png"
+            save_png(os.path.join(workdir, "samples", name), grid)
 
     if start == 0 and logger.is_main and local_workdir:
         save_png(os.path.join(workdir, "samples", "reals.png"), image_grid(
             source.images(np.arange(rows * cols) % source.num_images).astype(np.float32) / 127.5 - 1, rows, cols))
 
-    batches = data_lib.make_batches(source, batch_size, seed=int(config.seed), xflip=bool(config.data.xflip),
-                                    start_step=start, process_index=jax.process_index(),
-                                    process_count=jax.process_count(), prefetch=int(config.data.prefetch))
-    sample_every = max(1, round(config.log.sample_every_kimg * 1000 / batch_size))
-    ckpt_every = max(1, round(config.checkpoint.every_kimg * 1000 / batch_size))
+    batches, stage_index, staged = None, -1, len(plan.stages) > 1
     log_every = max(1, int(config.log.every_steps))
     logger.print(f"training {config.recipe} at {config.data.resolution}x{config.data.resolution} on {source.name}: "
-                 f"batch {batch_size} over {mesh.devices.size} device(s), steps {start}..{stop_at} of {total_steps}")
+                 f"batch {plan.stages[0].batch_size}{f' (+{len(plan.stages) - 1} stages)' if staged else ''} over "
+                 f"{mesh.devices.size} device(s), steps {start}..{stop_at} of {total_steps}")
     if start == 0:
         write_samples(0)
 
@@ -251,6 +264,25 @@ def train(config: ml_collections.ConfigDict, workdir: str, max_steps: int | None
     try:
         with _StopRequest() as stop:
             for step in range(start, stop_at):
+                if plan.index_at(step) != stage_index:  # a new stage (or the first): its batches and step
+                    stage_index = plan.index_at(step)
+                    stage, stage_start = plan.stages[stage_index], plan.start_steps[stage_index]
+                    batch_size = stage.batch_size
+                    if batches is not None:
+                        batches.close()
+                    batches = data_lib.make_batches(
+                        source, batch_size, seed=int(config.seed), xflip=bool(config.data.xflip),
+                        start_step=plan.data_step(step), process_index=jax.process_index(),
+                        process_count=jax.process_count(), prefetch=int(config.data.prefetch))
+                    steps = steps_of(stage)
+                    sample_every = max(1, round(config.log.sample_every_kimg * 1000 / batch_size))
+                    ckpt_every = max(1, round(config.checkpoint.every_kimg * 1000 / batch_size))
+                    stage_end = plan.start_steps[stage_index + 1] if stage_index + 1 < len(plan.stages) else total_steps
+                    if step == stage_start and hasattr(recipe, "enter_stage"):
+                        state = recipe.enter_stage(config, state, stage)
+                    if staged:
+                        logger.print(f"stage {stage.name}: batch {batch_size}, steps {stage_start}..{stage_end}")
+                    t_window = None
                 batch = parallel.global_batch(next(batches), mesh)
                 fresh = not steps.is_compiled(step)
                 state, metrics = steps(state, batch, step)
@@ -276,24 +308,37 @@ def train(config: ml_collections.ConfigDict, workdir: str, max_steps: int | None
                     elapsed = time.perf_counter() - t_window
                     ips = n_window * batch_size / elapsed if elapsed > 0 and n_window else float("nan")
                     means = {k: float(np.mean([w[k] for w in window if k in w])) for k in window[-1]}
-                    kimg = done * batch_size / 1000
+                    kimg = plan.images_at(done) / 1000
                     means.update({"Progress/kimg": kimg, "Timing/images_per_sec": ips,
                                   "Timing/sec_per_kimg": 1000 / ips if ips > 0 else float("nan")})
                     logger.scalars(done, means)
                     shown = " ".join(f"{k.split('/', 1)[0]}/{k.rsplit('/', 1)[-1]}={v:.3f}" for k, v in means.items()
                                      if k.startswith(("Gmain", "Dmain", "Greg", "Dreg")) and ("loss" in k or "penalty" in k))
-                    speed = (f"{ips:.1f} img/s {1000 / ips:.1f} s/kimg ETA {_eta((total_steps - done) * batch_size / ips)}"
+                    if "Progress/lod" in means:
+                        shown += f" lod={means['Progress/lod']:.3f}"
+                    left = plan.images_at(total_steps) - plan.images_at(done)
+                    speed = (f"{ips:.1f} img/s {1000 / ips:.1f} s/kimg ETA {_eta(left / ips)}"
                              if ips > 0 else "(timing after compilation)")
                     logger.print(f"step {done}/{total_steps} kimg {kimg:.1f} | {shown} | {speed}")
                     window, t_window, n_window = [], time.perf_counter(), 0
-                if done % sample_every == 0 or done == stop_at:
+                if (done - stage_start) % sample_every == 0 or done == stop_at:
                     write_samples(done)
-                if stop.signal is not None or done % ckpt_every == 0 or done == stop_at:
+                if staged and done == stage_end:
+                    write_samples(done, stage.name)  # the grid each level (stage) ends with
+                fid_metrics = None
+                if fid.due(plan.images_at(done), done == stop_at):
+                    value, seconds = fid.compute(state, plan.images_at(done))
+                    fid_metrics = {fid.metric: value}
+                    logger.scalars(done, {fid.key: value})
+                    logger.print(f"{fid.key} {value:.6g} ({seconds:.0f} s)")
+                    t_window, n_window = time.perf_counter(), 0  # throughput leaves the evaluation out
+                if fid_metrics or stop.signal is not None or (done - stage_start) % ckpt_every == 0 or \
+                        done == stop_at or (staged and done == stage_end):
                     if pending is not None:
                         check_finite(*pending)
                         pending = None
                         last_good = done
-                    ckpt.save(done, state, cfg_dict)
+                    ckpt.save(done, state, cfg_dict, metrics=fid_metrics)
                     if stop.signal is not None:
                         ckpt.wait()
                         logger.print(f"signal {stop.signal}: saved step {done} to {ckpt.directory}; "
@@ -308,7 +353,8 @@ def train(config: ml_collections.ConfigDict, workdir: str, max_steps: int | None
                             f"checkpoint is step {good} in {ckpt.directory}" if good is not None else
                             f"{err}; training stopped; no checkpoint was written") from None
     finally:
-        batches.close()
+        if batches is not None:
+            batches.close()
         ckpt.close()
         logger.close()
     return state

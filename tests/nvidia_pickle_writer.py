@@ -395,3 +395,24 @@ def write_nvidia_pickle(path, G=None, D=None, G_ema=None, training_set_kwargs=No
 __all__ = ["Call", "EasyDict", "Global", "NewObj", "ODICT", "Record", "TFNetwork", "Tensor", "Writer", "dumps",
            "dumps_nvidia_pickle", "guess_class", "network_record", "record", "snapshot", "storage_payload",
            "write_nvidia_pickle"]
+
+
+# ----------------------------------------------------------------------------------------------
+# TensorFlow networks (formats B, C, D of PICKLE_FORMATS.md): what ``Network.__getstate__`` returns.
+
+
+def tf_network(name: str, build_func_name: str, static_kwargs: Mapping, variables: Mapping[str, Any], *,
+               version: int = 2, components: Mapping | None = None, module: str = "tfutil",
+               module_src: str = "# stand-in for the source of networks.py (not executable here)\n") -> NewObj:
+    """A ``tfutil.Network`` (format C: ``version`` 2, no components) or, with ``module=
+    'dnnlib.tflib.network'``, a format B/D network; keys in NVIDIA's ``__getstate__`` order.
+    ``variables``: local name -> array; scalars (``lod``) are written as numpy float32 scalars, as
+    ``session.run`` returns them."""
+    state: dict[str, Any] = {"version": version, "name": name, "static_kwargs": dict(static_kwargs)}
+    if components is not None:
+        state["components"] = dict(components)
+    state["build_module_src"] = module_src
+    state["build_func_name"] = build_func_name
+    state["variables"] = [(k, np.float32(v) if np.ndim(v) == 0 else np.ascontiguousarray(v, np.float32))
+                          for k, v in variables.items()]
+    return TFNetwork(state, module=module)

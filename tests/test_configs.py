@@ -52,3 +52,22 @@ def test_ffhq_without_its_data_names_the_prepare_command(tmp_path):
 def test_variants_are_checked():
     with pytest.raises(ValueError, match="unknown variant 'huge'"):
         stylegan2_ffhq.get_config("huge")
+
+
+_FAMILY_CONFIGS = ["progan_celebahq", "progan_cifar10", "stylegan_ffhq", "biggan_imagenet128", "biggan_imagenet256",
+                   "biggan_deep_imagenet128", "biggan_deep_imagenet256", "biggan_cifar10"]
+
+
+@pytest.mark.parametrize("name", _FAMILY_CONFIGS)
+@pytest.mark.parametrize("variant", [None, "tiny"])
+def test_family_configs_build_a_state_by_shape(name, variant):
+    import importlib  # noqa: PLC0415
+
+    from gan_jax import recipes  # noqa: PLC0415
+
+    config = importlib.import_module(f"configs.{name}").get_config(variant)
+    config.model.c_dim = (10 if variant else 1000 if "imagenet" in name else 10) if config.data.use_labels else 0
+    recipe = recipes.get_recipe(config.recipe)
+    state = jax.eval_shape(lambda: recipe.create_state(config, jax.random.PRNGKey(0)))
+    assert state.params["G"] and state.params["D"]
+    assert config.fid.every_kimg == 0 if variant else config.fid.every_kimg > 0  # FID logged in real runs only

@@ -333,14 +333,22 @@ def test_pickles_of_other_kinds():
     tf = {"version": 3, "name": "Gs", "static_kwargs": {"resolution": 8}, "components": {},
           "build_module_src": "import os", "build_func_name": "G_style",
           "variables": [("lod", np.float32(0)), ("dlatent_avg", np.zeros(4, np.float32))]}
-    for version, module, message in ((3, "dnnlib.tflib.network", "StyleGAN \\(1\\) TensorFlow pickle \\(format B"),
-                                     (4, "dnnlib.tflib.network", "StyleGAN2 TensorFlow pickle \\(format D"),
-                                     (5, "dnnlib.tflib.network", "StyleGAN2-ADA TensorFlow pickle"),
-                                     (2, "tfutil", "ProGAN TensorFlow pickle")):
-        net = w.TFNetwork({**tf, "version": version}, module=module)
+    # TF (G, D, Gs) tuples load as TFNetwork records (tests/test_progan_pickle.py has the full format-C tests).
+    for version, module, fmt, kind in ((3, "dnnlib.tflib.network", "B", "stylegan"), (4, "dnnlib.tflib.network", "D", "stylegan2-tf"),
+                                       (5, "dnnlib.tflib.network", "D", "stylegan2-tf"), (2, "tfutil", "C", "progan")):
+        state = {**tf, "version": version}
+        if module == "tfutil":
+            del state["components"]  # format C has none
+        net = w.TFNetwork(state, module=module)
         for core in ("numpy.core", "numpy._core"):
-            with pytest.raises(UnsupportedFormatError, match=f"{message}.*not supported by this loader yet"):
-                load_nvidia_pickle(w.dumps((net, net, net), protocol=4, numpy_core=core))
+            nets = load_nvidia_pickle(w.dumps((net, net, net), protocol=4, numpy_core=core))
+            assert sorted(nets) == ["D", "G", "G_ema"] and (nets["G"].format, nets["G"].kind) == (fmt, kind)
+            assert nets["G_ema"].variables["lod"].shape == ()
+        with pytest.raises(UnsupportedFormatError, match="outside the \\(G, D, Gs\\) tuple"):
+            load_nvidia_pickle(w.dumps(net, protocol=4))
+    with pytest.raises(NvidiaPickleError, match="state version 6; this loader reads versions \\[2, 3, 4, 5\\]"):
+        net = w.TFNetwork({**tf, "version": 6})
+        load_nvidia_pickle(w.dumps((net, net, net)))
     with pytest.raises(NvidiaPickleError, match=r"refused global network\.Network \(a Theano-era ProGAN"):
         load_nvidia_pickle(w.dumps((w.TFNetwork({}, module="network"),)))
     with pytest.raises(NvidiaPickleError, match="a legacy torch.save file"):

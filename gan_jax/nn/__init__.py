@@ -14,3 +14,11 @@ __all__ = [
     "FullyConnectedLayer", "minibatch_std", "modulated_conv2d", "NOISE_MODES", "noise_input",
     "normalize_2nd_moment", "downsample2d", "filter2d", "setup_filter", "upfirdn2d", "upsample2d",
 ]
+
+# BigGAN layers (spectral norm, BatchNorm / conditional BatchNorm, SA-GAN attention).
+from gan_jax.nn.attention import Attention  # noqa: E402
+from gan_jax.nn.batch_norm import BatchNorm, ConditionalBatchNorm, batch_moments  # noqa: E402
+from gan_jax.nn.spectral_norm import SNConv2d, SNEmbedding, SNLinear, power_iteration, spectral_normalize  # noqa: E402
+
+__all__ += ["Attention", "BatchNorm", "ConditionalBatchNorm", "batch_moments", "SNConv2d", "SNEmbedding", "SNLinear",
+            "power_iteration", "spectral_normalize"]

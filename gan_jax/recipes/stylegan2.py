@@ -28,7 +28,7 @@ import optax
 
 from gan_jax import convert, losses, parallel
 from gan_jax.models import stylegan2
-from gan_jax.recipes import Phase
+from gan_jax.recipes import Phase, Sampling
 from gan_jax.state import TrainState
 
 Batch = Mapping[str, jax.Array]
@@ -353,3 +353,17 @@ def phases(config: ml_collections.ConfigDict, mesh=None) -> list[Phase]:
 def sample_fn(config: ml_collections.ConfigDict, mesh=None) -> Callable[..., jax.Array]:
     """``(state, z [N, z_dim], c) -> G_ema images [N, R, R, C]``."""
     return recipe(config, None if mesh is None else mesh.devices.size).sample
+
+
+def sampling(config: ml_collections.ConfigDict, mesh=None) -> Sampling:
+    """G_ema as ``gan_jax.sample`` uses it: mapping (with truncation) -> ws [N, num_ws, w_dim] -> synthesis."""
+    G = recipe(config, None if mesh is None else mesh.devices.size).G
+    ema = lambda state: {"params": state.ema_params["G"], "buffers": state.extra["G_ema_buffers"]}  # noqa: E731
+
+    def mapping(state, z, c=None, psi=1.0):
+        return G.apply(ema(state), z, c, truncation_psi=psi, method="mapping")
+
+    def synthesis(state, ws, key, noise_mode="const"):
+        return G.apply(ema(state), ws, noise_mode=noise_mode, rngs={"noise": key}, method="synthesis")
+
+    return Sampling(z_dim=G.z_dim, c_dim=G.c_dim, mapping=mapping, synthesis=synthesis, num_ws=G.num_ws, truncation=True)

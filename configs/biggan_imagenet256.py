@@ -1,0 +1,13 @@
+"""BigGAN on ImageNet 256x256, class-conditional (Brock et al. 2019, Table 2, 256x256 rows: IS 232.5, FID 8.1).
+
+    python -m gan_jax.main --config=configs/biggan_imagenet256.py --workdir=DIR   # ``:tiny`` for a CPU smoke run
+
+The data is ``data.prepare_command``'s zip; the paper's settings come from ``configs/biggan_common.py``.
+The paper trained on 128-512 TPU v3 cores for 24-48 h; nothing was measured here (no accelerator).
+"""
+
+from configs import biggan_common
+
+
+def get_config(arg: str | None = None):
+    return biggan_common.imagenet(resolution=256, deep=False, arg=arg, config_file="configs/biggan_imagenet256.py")
