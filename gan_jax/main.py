@@ -25,6 +25,8 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, Tens
 _COORDINATOR = flags.DEFINE_string("coordinator_address", None, "host:port of process 0 for a multi-process run.")
 _NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Number of processes of a multi-process run.")
 _PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index in a multi-process run.")
+_MULTIHOST = flags.DEFINE_bool("multihost", False, "Join the other processes of a TPU slice / SLURM job with "
+                               "jax.distributed.initialize()'s own auto-detection.")
 
 
 def config_keys(config, prefix: str = "") -> list[str]:
@@ -58,7 +60,8 @@ def main(argv: list[str]) -> None:
         raise app.UsageError("--workdir is required: the directory for checkpoints, logs and samples")
     from gan_jax import parallel, train  # noqa: PLC0415 (after flag parsing, so --help is fast)
 
-    parallel.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
+    parallel.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value,
+                                    auto=_MULTIHOST.value)
     train.train(_CONFIG.value, _WORKDIR.value)
 
 

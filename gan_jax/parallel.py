@@ -17,13 +17,16 @@ DATA_AXIS = "data"
 
 
 def initialize_distributed(coordinator: str | None = None, num_processes: int | None = None,
-                           process_id: int | None = None) -> None:
+                           process_id: int | None = None, auto: bool = False) -> None:
     """``jax.distributed.initialize`` when this run spans several processes.
 
-    Explicit arguments win; otherwise JAX's own auto-detection (TPU pods, SLURM) is used when
-    the environment shows a multi-process launch. A single-process run does nothing.
+    Explicit arguments win; ``auto`` (``--multihost``, e.g. on every worker of a TPU slice) calls it
+    with JAX's own auto-detection; otherwise it is called when the environment shows a SLURM or
+    explicit-coordinator launch. A single-process run does nothing.
     """
-    if coordinator is not None:
+    if auto and coordinator is None:
+        jax.distributed.initialize()
+    elif coordinator is not None:
         jax.distributed.initialize(coordinator_address=coordinator, num_processes=num_processes, process_id=process_id)
     elif any(k in os.environ for k in ("TPU_WORKER_HOSTNAMES", "SLURM_NTASKS", "JAX_COORDINATOR_ADDRESS")):
         if int(os.environ.get("SLURM_NTASKS", "2")) > 1:
