@@ -26,6 +26,9 @@ def biggan(resolution: int = 128, deep: bool = False) -> ml_collections.ConfigDi
 
     c.data = ml_collections.ConfigDict()
     c.data.source = "embedded"
+    # ImageNet through tensorflow-datasets instead of a zip: --config.data.source=tfds:imagenet2012:train
+    # --config.data.tfds_data_dir=DIR (prepared with `tfds build imagenet2012 --file_format=array_record`)
+    c.data.tfds_data_dir = ""
     c.data.resolution = resolution
     c.data.channels = 3  # filled in from the dataset at start-up; BigGAN is RGB only
     c.data.xflip = False  # the reference loader applies no flips (utils.get_data_loaders)

@@ -120,6 +120,8 @@ def open_dataset(config: ml_collections.ConfigDict) -> data_lib.ImageSource:
     if d.source.startswith("embedded"):
         kwargs = dict(num_images=int(d.num_images), seed=int(config.seed),
                       num_classes=int(d.get("num_classes", 0) or 0))
+    elif d.source.startswith("tfds:") and d.get("tfds_data_dir"):
+        kwargs = dict(data_dir=os.path.expanduser(d.tfds_data_dir))
     try:
         return data_lib.open_source(os.path.expanduser(d.source), resolution=int(d.resolution), **kwargs)
     except FileNotFoundError as err:

@@ -401,3 +401,33 @@ def test_tfds_spec_parsing():
     assert parse_tfds_spec("tfds:cifar10:test") == ("cifar10", "test")
     assert parse_tfds_spec("tfds:cifar10:3.0.2:train[:90%]") == ("cifar10:3.0.2", "train[:90%]")
     assert parse_tfds_spec("tfds:lsun/church_outdoor") == ("lsun/church_outdoor", "train")
+
+
+def test_tfds_images_of_any_size_are_center_cropped_and_resized_on_access():
+    tfds = pytest.importorskip("tensorflow_datasets")
+    from PIL import Image
+
+    from gan_jax.data.tfds_source import TfdsCroppedSource, center_crop_resize
+
+    with tfds.testing.mock_data(num_examples=4, policy=tfds.testing.MockPolicy.AUTO):
+        src = gd.open_source("tfds:imagenet2012:train", resolution=16)
+        assert isinstance(src, TfdsCroppedSource) and src.label_dim == 1000
+        raw = tfds.data_source("imagenet2012", split="train")
+        imgs = src.images(np.array([0, 3]))
+        assert imgs.shape == (2, 16, 16, 3) and imgs.dtype == np.uint8
+        for row, i in enumerate((0, 3)):
+            x = np.asarray(raw[i]["image"])
+            h, w = x.shape[:2]
+            s = min(h, w)
+            top, left = round((h - s) / 2), round((w - s) / 2)  # torchvision center_crop offsets
+            want = np.asarray(Image.fromarray(x).crop((left, top, left + s, top + s)).resize((16, 16), Image.BILINEAR))
+            np.testing.assert_array_equal(imgs[row], want)
+            np.testing.assert_array_equal(src.labels(np.array([i]))[0].argmax(), int(raw[i]["label"]))
+    odd = np.arange(5 * 8 * 3, dtype=np.uint8).reshape(5, 8, 3)
+    np.testing.assert_array_equal(center_crop_resize(odd, 5), odd[:, 2:7])  # (8 - 5) / 2 = 1.5 rounds to 2
+
+
+def test_tfds_imagenet_not_prepared_names_the_manual_download(tmp_path):
+    pytest.importorskip("tensorflow_datasets")
+    with pytest.raises(FileNotFoundError, match=r"ILSVRC2012_img_train\.tar.*downloads/manual.*tfds build imagenet2012"):
+        gd.open_source("tfds:imagenet2012:train", resolution=128, data_dir=str(tmp_path))

@@ -114,11 +114,11 @@ def open_source(spec: str, resolution: int | None = None, **kwargs: Any) -> Imag
     if spec.startswith("embedded:"):
         raise ValueError(f"unknown embedded dataset {spec!r}; the embedded dataset is 'embedded' (= 'embedded:shapes')")
     if spec.startswith("tfds:"):
-        from gan_jax.data.tfds_source import TfdsSource
+        from gan_jax.data.tfds_source import open_tfds
 
         _check_options(spec, kwargs, _TFDS_OPTIONS)
         name, split = parse_tfds_spec(spec)
-        return TfdsSource(name, split, resolution=resolution, **kwargs)
+        return open_tfds(name, split, resolution=resolution, **kwargs)
 
     from gan_jax.data.image_folder import ImageFolderSource
 
