@@ -315,9 +315,8 @@ def convert_nvidia_pickle(source: str, dest: str) -> str:
     """``network-snapshot.pkl`` -> ``dest/checkpoints/0`` (G, D, G_ema, fresh Adam) and
     ``dest/config.py``, which ``gan_jax.sample``, ``gan_jax.evaluate`` and ``gan_jax.main`` accept.
     Returns the config path."""
-    import os  # noqa: PLC0415
 
-    from gan_jax import checkpoint, parallel  # noqa: PLC0415
+    from gan_jax import parallel  # noqa: PLC0415
     from gan_jax.recipes import stylegan2 as recipe_lib  # noqa: PLC0415
 
     nets = load_nvidia_pickle(source)  # refuses a G that is not a Generator, a D that is not a Discriminator
@@ -340,22 +339,7 @@ def convert_nvidia_pickle(source: str, dest: str) -> str:
     d = variables_from_state_dict(recipe.D.clone(mbstd_num_shards=1), nets["D"][1]) if "D" in nets else None
     config.train.num_shards = None
     state = recipe.create_state(jax.random.PRNGKey(0), g, d, g_ema)
-    state = parallel.replicate(state, parallel.make_mesh())
-    os.makedirs(dest, exist_ok=True)
-    ckpt = checkpoint.Checkpointer(os.path.join(dest, "checkpoints"), async_save=False)
-    ckpt.save(0, state, config.to_dict())
-    ckpt.close()
-    with open(os.path.join(dest, "config.json"), "w") as f:
-        f.write(config.to_json(indent=1))
-    path = os.path.join(dest, "config.py")
-    with open(path, "w") as f:
-        f.write(f'"""gan_jax config of the network converted from {os.path.basename(source)}.\n\n'
-                f'    python -m gan_jax.main --config={path} --workdir={dest} --config.data.source=YOUR_DATA.zip\n"""\n\n'
-                "import json\nimport os\n\nimport ml_collections\n\n\n"
-                "def get_config(arg=None):\n"
-                "    with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), 'config.json')) as f:\n"
-                "        return ml_collections.ConfigDict(json.load(f))\n")
-    return path
+    return _write_run_dir(source, dest, parallel.replicate(state, parallel.make_mesh()), config)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -254,3 +254,15 @@ def recipe_interface(cls: type) -> types.SimpleNamespace:
 
     return types.SimpleNamespace(recipe=recipe, create_state=create_state, stages=stages, phases=phases,
                                  enter_stage=enter_stage, sample_fn=sample_fn, sampling=sampling)
+
+
+def checked_stages(resolution_log2: int, total_kimg: float, num_gpus: int, sched: Mapping[str, Any],
+                   repeats: int, num_shards: int) -> list[Stage]:
+    """``growing_stages``, each of whose minibatches must split over ``num_shards`` devices."""
+    stages = growing_stages(resolution_log2, total_kimg, num_gpus, sched, repeats)
+    for s in stages:
+        if s.batch_size % num_shards:
+            raise ValueError(f"stage {s.name}: the schedule's minibatch {s.batch_size} is not divisible by the "
+                             f"{num_shards} data shards (devices); set --config.train.num_gpus={num_shards} so "
+                             "that the schedule rounds minibatches to a multiple of it")
+    return stages

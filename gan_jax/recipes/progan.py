@@ -90,14 +90,8 @@ class ProGAN:
     # -- schedule -----------------------------------------------------------------------------------
 
     def stages(self) -> list[Stage]:
-        stages = growing.growing_stages(self.resolution_log2, float(self.config.train.total_kimg), self.num_gpus,
-                                        self.sched, self.repeats)
-        for s in stages:
-            if s.batch_size % self.num_shards:
-                raise ValueError(f"stage {s.name}: the schedule's minibatch {s.batch_size} is not divisible by the "
-                                 f"{self.num_shards} data shards (devices); set --config.train.num_gpus="
-                                 f"{self.num_shards} so that the schedule rounds minibatches to a multiple of it")
-        return stages
+        return growing.checked_stages(self.resolution_log2, float(self.config.train.total_kimg), self.num_gpus,
+                                      self.sched, self.repeats, self.num_shards)
 
     def lrates(self, resolution: int) -> tuple[float, float]:
         """(G_lrate, D_lrate) of ``resolution`` (TrainingSchedule's dicts)."""

@@ -155,14 +155,8 @@ class StyleGAN:
     # -- schedule -------------------------------------------------------------------------------
 
     def stages(self) -> list[Stage]:
-        stages = growing.growing_stages(self.resolution_log2, float(self.config.train.total_kimg), self.num_gpus,
-                                        self.sched, self.repeats)
-        for s in stages:
-            if s.batch_size % self.num_shards:
-                raise ValueError(f"stage {s.name}: the schedule's minibatch {s.batch_size} is not divisible by the "
-                                 f"{self.num_shards} data shards (devices); set --config.train.num_gpus="
-                                 f"{self.num_shards} so that the schedule rounds minibatches to a multiple of it")
-        return stages
+        return growing.checked_stages(self.resolution_log2, float(self.config.train.total_kimg), self.num_gpus,
+                                      self.sched, self.repeats, self.num_shards)
 
     def schedule_at(self, resolution: int) -> growing.Schedule:
         """The schedule's per-resolution values (minibatch, learning rates) for ``resolution``."""
