@@ -58,7 +58,8 @@ def main(argv: list[str]) -> None:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     if not _WORKDIR.value:
         raise app.UsageError("--workdir is required: the directory for checkpoints, logs and samples")
-    from gan_jax import parallel, train  # noqa: PLC0415 (after flag parsing, so --help is fast)
+    # Imported after flag parsing, so that --help is fast.
+    from gan_jax import parallel, train
 
     parallel.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value,
                                     auto=_MULTIHOST.value)

@@ -11,7 +11,8 @@ from typing import Any
 
 import jax
 import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
 DATA_AXIS = "data"
 
@@ -28,14 +29,20 @@ def initialize_distributed(coordinator: str | None = None, num_processes: int | 
         jax.distributed.initialize()
     elif coordinator is not None:
         jax.distributed.initialize(coordinator_address=coordinator, num_processes=num_processes, process_id=process_id)
-    elif any(k in os.environ for k in ("TPU_WORKER_HOSTNAMES", "SLURM_NTASKS", "JAX_COORDINATOR_ADDRESS")):
-        if int(os.environ.get("SLURM_NTASKS", "2")) > 1:
-            jax.distributed.initialize()
+    elif any(k in os.environ for k in ("TPU_WORKER_HOSTNAMES", "SLURM_NTASKS", "JAX_COORDINATOR_ADDRESS")) and \
+            int(os.environ.get("SLURM_NTASKS", "2")) > 1:
+        jax.distributed.initialize()
 
 
 def make_mesh(devices: list[Any] | None = None) -> Mesh:
-    """A 1-D mesh with axis ``data`` over ``devices`` (default: every device of every process)."""
+    """A 1-D mesh with axis ``data`` over ``devices`` (default: every device of every process).
+
+    The devices are ordered by process, so each process's devices hold one contiguous block of
+    rows of a global batch: process ``p`` of ``P`` feeds rows ``[p*B/P, (p+1)*B/P)`` (what
+    ``gan_jax.data.make_batches`` gives it), and the global batch is the 1-process batch row for row.
+    """
     devices = jax.devices() if devices is None else devices
+    devices = sorted(devices, key=lambda d: (d.process_index, d.id))
     return Mesh(np.asarray(devices), (DATA_AXIS,))
 
 

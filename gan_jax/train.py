@@ -10,21 +10,23 @@ read while step ``s + 1`` runs, so checking them for NaN costs no stall.
 
 from __future__ import annotations
 
+import io
 import math
 import os
 import signal
 import time
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
+from etils import epath
 
 from gan_jax import checkpoint as checkpoint_lib
 from gan_jax import data as data_lib
 from gan_jax import parallel, recipes
-from gan_jax.images import save_png, tile
+from gan_jax.images import tile
 from gan_jax.metrics import evaluation
 from gan_jax.recipes import Phase
 from gan_jax.state import TrainState
@@ -118,10 +120,10 @@ def open_dataset(config: ml_collections.ConfigDict) -> data_lib.ImageSource:
     d = config.data
     kwargs: dict[str, Any] = {}
     if d.source.startswith("embedded"):
-        kwargs = dict(num_images=int(d.num_images), seed=int(config.seed),
-                      num_classes=int(d.get("num_classes", 0) or 0))
+        kwargs = {"num_images": int(d.num_images), "seed": int(config.seed),
+                  "num_classes": int(d.get("num_classes", 0) or 0)}
     elif d.source.startswith("tfds:") and d.get("tfds_data_dir"):
-        kwargs = dict(data_dir=os.path.expanduser(d.tfds_data_dir))
+        kwargs = {"data_dir": os.path.expanduser(d.tfds_data_dir)}
     try:
         return data_lib.open_source(os.path.expanduser(d.source), resolution=int(d.resolution), **kwargs)
     except FileNotFoundError as err:
@@ -136,15 +138,35 @@ def image_grid(images: np.ndarray, rows: int, cols: int) -> np.ndarray:
     return tile(x, cols)
 
 
+def write_png(path: str | os.PathLike, image: np.ndarray) -> None:
+    """Write a uint8 [H, W, C] image (C = 1 as grayscale) to a local or ``gs://`` path (etils epath)."""
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image).save(buffer, format="PNG")
+    epath.Path(path).write_bytes(buffer.getvalue())
+
+
 class _StopRequest:
-    """SIGTERM / SIGINT set a flag; the loop saves a checkpoint and leaves."""
+    """Asks the loop to save and leave; ``due(step)`` is called once after every step.
+
+    One process: SIGTERM / SIGINT set a flag (Python handlers), the loop saves the step it is at.
+    Several processes (``jax.distributed``): a flag on one process is no agreement (the others
+    would run on into a collective it never joins). JAX's coordination service owns SIGTERM there
+    (its preemption notifier, which on a TPU VM also receives maintenance events) and propagates a
+    notice on any process to all; ``multihost_utils.reached_preemption_sync_point(step)`` is then
+    true on every process at the same step (the largest step any process had reported, plus one),
+    so all save that step. No Python SIGTERM handler is installed there, as it would replace
+    JAX's; SIGINT (Ctrl-C) re-sends SIGTERM to this process, so it takes the same path.
+    """
 
     def __init__(self):
         self.signal: int | None = None
+        self.multiprocess = jax.process_count() > 1
         self._old: dict[int, Any] = {}
 
     def __enter__(self):
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        for sig in (signal.SIGINT,) if self.multiprocess else (signal.SIGTERM, signal.SIGINT):
             try:
                 self._old[sig] = signal.signal(sig, self._handle)
             except ValueError:  # not the main thread
@@ -152,7 +174,26 @@ class _StopRequest:
         return self
 
     def _handle(self, signum, frame):
-        self.signal = signum
+        if self.multiprocess:
+            os.kill(os.getpid(), signal.SIGTERM)  # to JAX's preemption notifier
+        else:
+            self.signal = signum
+
+    def due(self, step: int) -> bool:
+        """Whether to save ``step`` and stop; in a multi-process run, the same answer on every process."""
+        if not self.multiprocess:
+            return self.signal is not None
+        from jax.experimental import multihost_utils
+
+        try:
+            return multihost_utils.reached_preemption_sync_point(step)
+        except RuntimeError:  # jax_enable_preemption_service is off: no agreement possible
+            return False
+
+    def describe(self) -> str:
+        if self.multiprocess:
+            return f"preemption notice (SIGTERM or TPU maintenance) agreed by all {jax.process_count()} processes"
+        return f"signal {self.signal}"
 
     def __exit__(self, *exc):
         for sig, old in self._old.items():
@@ -167,7 +208,8 @@ class _Logger:
         self.writer = None
         if self.is_main and config.log.tensorboard:
             os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter
-            from clu import metric_writers  # noqa: PLC0415 (imports TensorFlow: only when logging is on)
+            # clu imports TensorFlow: only when logging is on.
+            from clu import metric_writers
 
             # TensorBoard events only: the console line below is the human-readable log.
             self.writer = metric_writers.AsyncWriter(metric_writers.SummaryWriter(workdir))
@@ -190,6 +232,24 @@ class _Logger:
             self.writer.close()
 
 
+def _fresh_state(recipe: Any, config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh) -> TrainState:
+    """The recipe's fresh state, replicated on ``mesh``, made by one compiled program.
+
+    Op by op, initialising the networks compiles each of their few hundred operations (about 12 s
+    of a 40 s tiny run on a CPU); under ``jit`` it is one program. A recipe whose ``create_state``
+    cannot be traced (it reads values on the host) is run op by op instead.
+    """
+    rng = jax.random.PRNGKey(int(config.seed))
+    key = ("init", config.to_json(), tuple(d.id for d in mesh.devices.flat))
+    try:
+        init = _EXECUTABLES.setdefault(key, jax.jit(lambda r: recipe.create_state(config, r, mesh),
+                                                    out_shardings=parallel.replicated(mesh)))
+        return init(rng)
+    except jax.errors.JAXTypeError:  # ConcretizationTypeError, TracerBoolConversionError, ...
+        _EXECUTABLES.pop(key, None)
+        return recipe.create_state(config, rng, mesh)
+
+
 def _eta(seconds: float) -> str:
     seconds = int(max(seconds, 0))
     return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m" if seconds >= 3600 else f"{seconds // 60}m{seconds % 60:02d}s"
@@ -208,14 +268,14 @@ def train(config: ml_collections.ConfigDict, workdir: str, max_steps: int | None
     plan = recipes.stage_plan(recipe, config)
     total_steps = plan.total_steps
     logger = _Logger(config, workdir)
-    local_workdir = "://" not in workdir  # PNG grids are written beside local runs only
-    if logger.is_main and local_workdir:
-        os.makedirs(os.path.join(workdir, "samples"), exist_ok=True)
+    samples_dir = epath.Path(workdir) / "samples"  # a local path or gs:// (etils: tf.io.gfile)
+    if logger.is_main:
+        samples_dir.mkdir(parents=True, exist_ok=True)
 
     ckpt = checkpoint_lib.Checkpointer(os.path.join(workdir, "checkpoints"), keep=int(config.checkpoint.keep),
                                        async_save=bool(config.checkpoint.async_save),
                                        best_metric=evaluation.best_metric(config))
-    state = recipe.create_state(config, jax.random.PRNGKey(int(config.seed)), mesh)
+    state = _fresh_state(recipe, config, mesh)
     if ckpt.latest_step() is not None:
         state = ckpt.restore(state, cfg_dict)
         logger.print(f"resumed from {ckpt.directory} at step {int(state.step)} ({int(state.images_seen) / 1000:.1f} kimg)")
@@ -232,23 +292,29 @@ def train(config: ml_collections.ConfigDict, workdir: str, max_steps: int | None
 
     sample_key = ("sample", config.to_json(), tuple(d.id for d in mesh.devices.flat))
     sample = _EXECUTABLES.setdefault(sample_key, jax.jit(recipe.sample_fn(config, mesh)))
+    # Grids: replicated output, so that every process may read it (process 0 writes it).
+    grid_sample = _EXECUTABLES.setdefault(("grid", *sample_key[1:]), jax.jit(
+        recipe.sample_fn(config, mesh), out_shardings=parallel.replicated(mesh)))
     rows, cols = config.log.sample_grid
     z_dim = recipe.sampling(config, mesh).z_dim if hasattr(recipe, "sampling") else int(config.model.G.z_dim)
-    grid_z = jnp.asarray(np.random.RandomState(123).randn(rows * cols, z_dim), jnp.float32)
-    grid_c = (jnp.asarray(source.labels(np.arange(rows * cols) % source.num_images)) if config.model.c_dim else None)
+    # The same values on every process, placed on the whole mesh (a host-local array is no input
+    # of a multi-process computation).
+    grid_z = parallel.replicate(np.random.RandomState(123).randn(rows * cols, z_dim).astype(np.float32), mesh)
+    grid_c = (parallel.replicate(np.asarray(source.labels(np.arange(rows * cols) % source.num_images), np.float32), mesh)
+              if config.model.c_dim else None)
     fid = evaluation.training_fid(config, mesh, source, sample, z_dim, plan.images_at(start))
     if fid.evaluator is None and fid.metric:
         logger.print(f"FID is off ({fid.reason}); training goes on without it")
 
     def write_samples(step: int, stage_name: str | None = None) -> None:
-        grid = image_grid(jax.device_get(sample(state, grid_z, grid_c)), rows, cols)
+        grid = image_grid(jax.device_get(grid_sample(state, grid_z, grid_c)), rows, cols)
         logger.images(step, "samples" if stage_name is None else f"stages/{stage_name}", grid)
-        if logger.is_main and local_workdir:  # named by images seen, as NVIDIA's fakes<kimg>.png
+        if logger.is_main:  # named by images seen, as NVIDIA's fakes<kimg>.png
             name = f"fakes{plan.images_at(step):09d}.png" if stage_name is None else f"stage-{stage_name}.png"
-            save_png(os.path.join(workdir, "samples", name), grid)
+            write_png(samples_dir / name, grid)
 
-    if start == 0 and logger.is_main and local_workdir:
-        save_png(os.path.join(workdir, "samples", "reals.png"), image_grid(
+    if start == 0 and logger.is_main:
+        write_png(samples_dir / "reals.png", image_grid(
             source.images(np.arange(rows * cols) % source.num_images).astype(np.float32) / 127.5 - 1, rows, cols))
 
     batches, stage_index, staged = None, -1, len(plan.stages) > 1
@@ -334,17 +400,22 @@ def train(config: ml_collections.ConfigDict, workdir: str, max_steps: int | None
                     logger.scalars(done, {fid.key: value})
                     logger.print(f"{fid.key} {value:.6g} ({seconds:.0f} s)")
                     t_window, n_window = time.perf_counter(), 0  # throughput leaves the evaluation out
-                if fid_metrics or stop.signal is not None or (done - stage_start) % ckpt_every == 0 or \
+                stopping = stop.due(done)
+                if fid_metrics or stopping or (done - stage_start) % ckpt_every == 0 or \
                         done == stop_at or (staged and done == stage_end):
                     if pending is not None:
                         check_finite(*pending)
                         pending = None
                         last_good = done
                     ckpt.save(done, state, cfg_dict, metrics=fid_metrics)
-                    if stop.signal is not None:
+                    if stopping:
                         ckpt.wait()
-                        logger.print(f"signal {stop.signal}: saved step {done} to {ckpt.directory}; "
-                                     "the same command resumes from it")
+                        message = (f"{stop.describe()}: saved step {done} to {ckpt.directory}; "
+                                   "the same command resumes from it")
+                        if jax.process_count() > 1:  # each host's log says why it stopped
+                            print(f"[process {jax.process_index()}/{jax.process_count()}] {message}", flush=True)
+                        else:
+                            logger.print(message)
                         break
             if pending is not None:
                 check_finite(*pending)

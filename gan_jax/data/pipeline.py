@@ -19,6 +19,7 @@ import functools
 import queue
 import threading
 from collections.abc import Iterator
+from typing import Self
 
 import numpy as np
 
@@ -181,7 +182,7 @@ class BatchIterator(Iterator[dict[str, np.ndarray]]):
         if self._thread is not threading.current_thread():
             self._thread.join(timeout=10.0)
 
-    def __enter__(self) -> BatchIterator:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -190,7 +191,7 @@ class BatchIterator(Iterator[dict[str, np.ndarray]]):
     def __del__(self) -> None:
         try:
             self.close()
-        except Exception:  # noqa: BLE001 - interpreter shutdown
+        except Exception:  # noqa: BLE001, S110 - interpreter shutdown
             pass
 
 

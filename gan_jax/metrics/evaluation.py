@@ -97,7 +97,12 @@ class Evaluator:
             if n == num and (cap or not capture):
                 return stats
         path = self._cache_path(num, capture)
-        if os.path.exists(path):
+        cached = os.path.exists(path)
+        if jax.process_count() > 1:  # each host has its own cache: load only if every process can
+            from jax.experimental import multihost_utils
+
+            cached = bool(np.all(multihost_utils.process_allgather(np.asarray(cached))))
+        if cached:
             stats = fid_lib.FeatureStats.load(path)
         else:
             stats = fid_lib.FeatureStats(inception_lib.FEATURE_DIM)
@@ -108,11 +113,12 @@ class Evaluator:
                 if jax.process_count() > 1:  # pad the global batch; each process reads its rows
                     idx = np.concatenate([idx, np.full(self.batch_size - valid, idx[-1])])[p * per:(p + 1) * per]
                 self.extractor.update(stats, self.source.images(idx), capture, num_valid=valid)
-            if jax.process_index() == 0:
-                os.makedirs(self.cache_dir, exist_ok=True)
-                tmp = f"{path}.tmp{os.getpid()}"
-                stats.save(tmp)
-                os.replace(tmp, path)
+            # Every process writes its copy (a local cache per host; on a shared one the last
+            # atomic replace wins, all with the same statistics).
+            os.makedirs(self.cache_dir, exist_ok=True)
+            tmp = f"{path}.tmp{jax.process_index()}-{os.getpid()}"
+            stats.save(tmp)
+            os.replace(tmp, path)
         self._real[(num, capture)] = stats
         return stats
 
@@ -200,7 +206,16 @@ def training_fid(config: Any, mesh: jax.sharding.Mesh, source: Any, sample: Call
             raise weights_lib.InceptionWeightsMissing(weights_lib.missing_message(f.get("inception") or None))
         variables = weights_lib.read_weights_file(path)
     except (OSError, ValueError) as err:
-        return TrainingFID(None, f.metric, 0, str(err))
+        variables, reason = None, str(err)
+    if jax.process_count() > 1:  # FID is a computation of all processes: on for all, or off for all
+        from jax.experimental import multihost_utils
+
+        found = multihost_utils.process_allgather(np.asarray(variables is not None))
+        if variables is not None and not np.all(found):
+            variables, reason = None, (f"the Inception weights are missing on process(es) "
+                                       f"{np.flatnonzero(~np.asarray(found)).tolist()}")
+    if variables is None:
+        return TrainingFID(None, f.metric, 0, reason)
     every = round(float(f.every_kimg) * 1000)
     evaluator = Evaluator(mesh, source, sample, z_dim, int(config.model.c_dim), variables,
                           convention=f.get("convention", "nvidia"), batch_size=int(f.get("batch_size", 64)),

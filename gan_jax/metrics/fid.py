@@ -140,6 +140,17 @@ def inception_score(logits: np.ndarray, num_splits: int = 10) -> tuple[float, fl
     return float(np.mean(scores)), float(np.std(scores))
 
 
+def host_value(x: jax.Array) -> np.ndarray:
+    """``x`` as a host array on every process: the moments are replicated (read locally); the
+    captured per-sample features are sharded over all processes' devices, so in a multi-process
+    run they are gathered (``multihost_utils.process_allgather``) rather than read, which would fail."""
+    if isinstance(x, jax.Array) and not x.is_fully_addressable and not x.is_fully_replicated:
+        from jax.experimental import multihost_utils
+
+        return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+    return np.asarray(jax.device_get(x))
+
+
 class FeatureExtractor:
     """Inception features of global image batches on ``mesh``, each step compiled once.
 
@@ -177,7 +188,7 @@ class FeatureExtractor:
         return self._steps[key]
 
     def _add(self, stats: FeatureStats, out: tuple, n: int, capture: bool) -> None:
-        out = jax.device_get(out)
+        out = [host_value(x) for x in out]
         stats.add_batch(n, out[0], out[1])
         if capture:
             stats.features.append(np.asarray(out[2][:n], np.float32))
@@ -231,7 +242,9 @@ class FeatureExtractor:
         rng = jax.random.PRNGKey(seed)
         for i in range(-(-num // batch)):
             c = None
-            if labels is not None:
-                c = parallel.global_batch({"label": np.asarray(labels(batch), np.float32)}, self.mesh)["label"]
+            if labels is not None:  # every process draws the same [batch, c_dim] labels and feeds its rows
+                per, p = batch // jax.process_count(), jax.process_index()
+                rows = np.asarray(labels(batch), np.float32)[p * per:(p + 1) * per]
+                c = parallel.global_batch({"label": rows}, self.mesh)["label"]
             self._add(stats, step(self.variables, batch, state, jax.random.fold_in(rng, i), c), batch, capture)
         return stats

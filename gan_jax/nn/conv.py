@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import jax
 import jax.lax as lax
+import jax.numpy as jnp
 import numpy as np
 
 from gan_jax.nn.upfirdn2d import Padding, filter_size, parse_padding, upfirdn2d
@@ -28,10 +29,11 @@ def conv2d(
     if not flip_weight:
         w = w[::-1, ::-1]
     py, px = padding
-    return lax.conv_general_dilated(
-        x, w.astype(x.dtype), window_strides=(stride, stride), padding=[(py, py), (px, px)],
-        feature_group_count=groups, dimension_numbers=_NHWC,
-    )
+    w = w.astype(x.dtype)
+    if stride > 1 and _gemm_convs(groups, x.size * w.size // (w.shape[2] * stride * stride)):
+        return _strided_conv_gemm(jnp.pad(x, ((0, 0), (py, py), (px, px), (0, 0))), w, stride)
+    return lax.conv_general_dilated(x, w, (stride, stride), [(py, py), (px, px)], feature_group_count=groups,
+                                    dimension_numbers=_NHWC)
 
 
 def conv_transpose2d(
@@ -45,8 +47,7 @@ def conv_transpose2d(
     """``torch.nn.functional.conv_transpose2d`` semantics with an HWIO weight.
 
     Tap ``(ky, kx)`` of input pixel ``(i, j)`` lands on ``(s*i + ky - py, s*j + kx - px)``
-    (``flip_weight=False`` flips the kernel first, as upstream's wrapper does). Computed as a
-    correlation of the zero-dilated input with the spatially flipped kernel.
+    (``flip_weight=False`` flips the kernel first, as upstream's wrapper does).
     """
     if not flip_weight:
         w = w[::-1, ::-1]
@@ -54,11 +55,63 @@ def conv_transpose2d(
     py, px = padding
     if py > kh - 1 or px > kw - 1:
         raise ValueError(f"transposed-conv padding {padding} larger than kernel size - 1 ({kh - 1}, {kw - 1})")
-    return lax.conv_general_dilated(
-        x, w[::-1, ::-1].astype(x.dtype), window_strides=(1, 1),
-        padding=[(kh - 1 - py, kh - 1 - py), (kw - 1 - px, kw - 1 - px)],
-        lhs_dilation=(stride, stride), feature_group_count=groups, dimension_numbers=_NHWC,
-    )
+    w = w.astype(x.dtype)
+    if _gemm_convs(groups, x.size * w.size // w.shape[2]):
+        return _conv_transpose_gemm(x, w, stride, (py, px))
+    # A correlation of the zero-dilated input with the spatially flipped kernel.
+    return lax.conv_general_dilated(x, w[::-1, ::-1], (1, 1), [(kh - 1 - py, kh - 1 - py), (kw - 1 - px, kw - 1 - px)],
+                                    lhs_dilation=(stride, stride), feature_group_count=groups, dimension_numbers=_NHWC)
+
+
+# -- XLA:CPU ----------------------------------------------------------------------------------------
+# On the CPU backend XLA runs stride-1 convolutions and matrix products near the machine's peak, but
+# the weight gradient of an input-dilated (transposed) convolution, and the second derivative of a
+# strided one (what R1 and the path length take), fall to slow paths, 7-40x slower than the forward
+# pass (docs/performance.md). So on CPU a resampling convolution is a matrix product over its taps
+# (im2col for stride s; one product for all taps, overlap-added, for the transposed form), which
+# autodiff turns into matrix products, slices and pads to any order. "auto" picks these on CPU for
+# convolutions of at least _GEMM_MIN_MACS multiply-adds (below it the slow paths cost little, and
+# XLA's own convolutions compile faster, which is what small test networks spend their time on);
+# "xla" / "gemm" force either.
+CONV_IMPL = "auto"
+_GEMM_MIN_MACS = 2**24  # StyleGAN2 bench32's smallest 3x3 convolution has 3e8 (benchmarks/conv_paths.py)
+
+
+def _gemm_convs(groups: int, macs: int) -> bool:
+    """Whether a convolution of ``macs`` multiply-adds takes the CPU paths below."""
+    if groups != 1 or CONV_IMPL == "xla":
+        return False
+    return CONV_IMPL == "gemm" or (jax.default_backend() == "cpu" and macs >= _GEMM_MIN_MACS)
+
+
+def _patches(x: jax.Array, kh: int, kw: int, s: int, ho: int, wo: int) -> jax.Array:
+    """``[N, ho, wo, kh*kw*C]``: the ``(ky, kx, c)`` taps of each stride-``s`` VALID window of ``x``."""
+    n, _, _, c = x.shape
+    return jnp.concatenate([lax.slice(x, (0, ky, kx, 0), (n, ky + s * (ho - 1) + 1, kx + s * (wo - 1) + 1, c),
+                                      (1, s, s, 1)) for ky in range(kh) for kx in range(kw)], axis=-1)
+
+
+def _strided_conv_gemm(x: jax.Array, w: jax.Array, s: int) -> jax.Array:
+    """VALID stride-``s`` correlation ``out[i] = sum_k x[s*i + k] w[k]`` as one matrix product."""
+    n, h, wd, c = x.shape
+    kh, kw, _, o = w.shape
+    ho, wo = (h - kh) // s + 1, (wd - kw) // s + 1
+    cols = _patches(x, kh, kw, s, ho, wo).reshape(n * ho * wo, kh * kw * c)
+    return jnp.dot(cols, w.reshape(kh * kw * c, o)).reshape(n, ho, wo, o)
+
+
+def _conv_transpose_gemm(x: jax.Array, w: jax.Array, s: int, padding: tuple[int, int]) -> jax.Array:
+    """Transposed convolution as one matrix product giving every tap's contribution
+    ``x[i] w[k]``, each added at ``s*i + k - p`` (a pad with interior ``s - 1``)."""
+    n, h, wd, c = x.shape
+    kh, kw, _, o = w.shape
+    py, px = padding
+    taps = jnp.dot(x.reshape(n * h * wd, c), jnp.transpose(w, (2, 0, 1, 3)).reshape(c, kh * kw * o))
+    taps = taps.reshape(n, h, wd, kh, kw, o)
+    zero = jnp.zeros((), x.dtype)
+    return sum(lax.pad(taps[:, :, :, ky, kx], zero, [(0, 0, 0), (ky - py, kh - 1 - ky - py, s - 1),
+                                                      (kx - px, kw - 1 - kx - px, s - 1), (0, 0, 0)])
+               for ky in range(kh) for kx in range(kw))
 
 
 def conv2d_resample(

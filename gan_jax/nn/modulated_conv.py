@@ -49,13 +49,13 @@ def modulated_conv2d(
     weight = weight.astype(jnp.float32)
     styles = styles.astype(jnp.float32)
 
-    w = dcoefs = None
-    if demodulate or fused_modconv:
-        w = weight[None] * styles[:, None, None, :, None]  # [N, kh, kw, I, O]
-    if demodulate:
-        dcoefs = lax.rsqrt(jnp.sum(jnp.square(w), axis=(1, 2, 3)) + 1e-8)  # [N, O]
-
     if not fused_modconv:
+        # sum_{k,i} (s_i w_{k,i,o})^2 = sum_i s_i^2 sum_k w_{k,i,o}^2: an [N, I] x [I, O] product
+        # instead of the [N, kh, kw, I, O] per-sample weights the official code builds (the same
+        # value up to float32 rounding; that tensor and its gradient were most of G's step on CPU).
+        if demodulate:
+            dcoefs = lax.rsqrt(jnp.dot(jnp.square(styles), jnp.sum(jnp.square(weight), axis=(0, 1)),
+                                       precision=lax.Precision.HIGHEST) + 1e-8)  # [N, O]
         x = x * styles.astype(x.dtype)[:, None, None, :]
         x = conv2d_resample(x, weight.astype(x.dtype), f=resample_filter, up=up, down=down,
                             padding=padding, flip_weight=flip_weight)
@@ -65,8 +65,9 @@ def modulated_conv2d(
             x = x + noise.astype(x.dtype)
         return x
 
+    w = weight[None] * styles[:, None, None, :, None]  # [N, kh, kw, I, O]
     if demodulate:
-        w = w * dcoefs[:, None, None, None, :]
+        w = w * lax.rsqrt(jnp.sum(jnp.square(w), axis=(1, 2, 3)) + 1e-8)[:, None, None, None, :]
     h, wd = x.shape[1], x.shape[2]
     x = jnp.transpose(x, (1, 2, 0, 3)).reshape(1, h, wd, n * in_channels)
     w = jnp.transpose(w, (1, 2, 3, 0, 4)).reshape(kh, kw, in_channels, n * out_channels)

@@ -1,0 +1,82 @@
+"""gan_jax against NVIDIA's official StyleGAN2-ADA trainer, on the same machine in the same run.
+
+    python benchmarks/side_by_side.py                      # bench32, 3 repeats of each, alternating
+    python benchmarks/side_by_side.py --repeats=5 --threads=1
+
+Each repeat runs, one after the other and never at the same time,
+  * ``../shared/peers/stylegan2_ada_official.py --cfg bench32`` (the official training step:
+    ``training/networks.py``, ``training/loss.py``, its phase table and Adam, from a checkout of
+    NVlabs/stylegan2-ada-pytorch given by ``--src``; kept out of git), one warm-up iteration and 16
+    timed ones (batch_idx 1..16: 16 Gmain, 4 Greg, 16 Dmain, 1 Dreg), and
+  * ``benchmarks/train_throughput.py --config=configs/stylegan2_bench32.py`` (the same networks,
+    batch, losses and lazy-regularisation schedule; one warm-up cycle of 16 iterations, then
+    16 timed ones, also containing one Dreg),
+and prints both images/s figures, then the medians and their ratio. Both sides are float32 on
+CPU, the reals are already in memory, and compilation / warm-up are left out (the peers README's
+rules for a fair comparison). ``--threads`` is torch's thread count; JAX is given the same number
+of cores with ``taskset`` when it is smaller than the machine's.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import statistics
+import subprocess
+import sys
+
+from absl import app, flags
+
+_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_SRC = flags.DEFINE_string("src", os.environ.get("STYLEGAN2_ADA_SRC", os.path.join(_REPO, "scratch", "peers", "src")),
+                           "Checkout of NVlabs/stylegan2-ada-pytorch (commit d72cc7d).")
+_DRIVER = flags.DEFINE_string("driver", os.path.join(_REPO, "..", "shared", "peers", "stylegan2_ada_official.py"),
+                              "The official-trainer driver.")
+_PEER_PYTHON = flags.DEFINE_string("peer_python", sys.executable, "Python with torch for the official trainer.")
+_CONFIG = flags.DEFINE_string("config", os.path.join(_REPO, "configs", "stylegan2_bench32.py"), "gan_jax config.")
+_PEER_CFG = flags.DEFINE_string("peer_cfg", "bench32", "The driver's --cfg preset matching --config.")
+_REPEATS = flags.DEFINE_integer("repeats", 3, "Alternating runs of each side.")
+_THREADS = flags.DEFINE_integer("threads", os.cpu_count() or 1, "Threads (torch) / cores (JAX).")
+
+_FIGURE = re.compile(r"images_per_sec=([0-9.]+)")
+
+
+def _run(cmd: list[str], env: dict[str, str]) -> tuple[float, str]:
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
+    out = proc.stdout + proc.stderr
+    found = _FIGURE.findall(out)
+    if proc.returncode or not found:
+        raise RuntimeError(f"{' '.join(cmd)} failed (exit {proc.returncode}):\n{out[-3000:]}")
+    return float(found[-1]), out
+
+
+def main(argv: list[str]) -> None:
+    del argv
+    if not os.path.isdir(os.path.join(_SRC.value, "training")):
+        raise app.UsageError(f"--src={_SRC.value} is not a checkout of NVlabs/stylegan2-ada-pytorch (no training/); "
+                             "see ../shared/peers/README.md for the set-up")
+    env = dict(os.environ)
+    threads = _THREADS.value
+    peer = [_PEER_PYTHON.value, _DRIVER.value, "--src", _SRC.value, "--cfg", _PEER_CFG.value, "--iters", "16",
+            "--warmup", "1", "--threads", str(threads)]
+    ours = [sys.executable, os.path.join(_REPO, "benchmarks", "train_throughput.py"), f"--config={_CONFIG.value}"]
+    if threads < (os.cpu_count() or 1):
+        ours = ["taskset", "-c", ",".join(str(i) for i in range(threads)), *ours]
+    figures: dict[str, list[float]] = {"official": [], "gan_jax": []}
+    for i in range(_REPEATS.value):
+        for name, cmd in (("official", peer), ("gan_jax", ours)):
+            ips, out = _run(cmd, env)
+            figures[name].append(ips)
+            load = os.getloadavg()[0]
+            print(f"repeat {i + 1} {name:8s} images_per_sec={ips:.2f} (load average {load:.2f})", flush=True)
+            if i == 0:
+                for line in out.splitlines():
+                    if line.startswith(("params:", "compile_seconds", "config=", "precision:")):
+                        print(f"    {line}")
+    med = {k: statistics.median(v) for k, v in figures.items()}
+    print(f"median images_per_sec: official={med['official']:.2f} gan_jax={med['gan_jax']:.2f} "
+          f"ratio={med['gan_jax'] / med['official']:.2f}x (threads={threads}, repeats={_REPEATS.value})")
+
+
+if __name__ == "__main__":
+    app.run(main)
