@@ -6,15 +6,10 @@ import json
 import os
 import pathlib
 import sys
-import tempfile
 
 # Eight fake CPU devices for the sharding tests; set before anything imports jax.
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-# Compiling dominates these tests on a CPU: one persistent compilation cache for the session, which
-# the command-line tests' subprocesses inherit (a fresh folder each session, so CI times stay honest).
-os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", tempfile.mkdtemp(prefix="gan_jax_test_xla_cache_"))
-os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "1")
 REPO = pathlib.Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))  # `configs` is a top-level folder of the repo
