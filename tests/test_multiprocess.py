@@ -55,7 +55,8 @@ class _Run:
                  every_step: bool = False, cache_dir=None, throttle_after: int | None = None):
         os.makedirs(record, exist_ok=True)
         self.record = record
-        env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}",
+        flags = [f for f in os.environ.get("XLA_FLAGS", "").split() if "host_platform_device_count" not in f]
+        env = {**os.environ, "XLA_FLAGS": " ".join([*flags, f"--xla_force_host_platform_device_count={devices}"]),
                "TF_CPP_MIN_LOG_LEVEL": "2"}
         if cache_dir is not None:  # every compilation cached, however short
             env.update(JAX_COMPILATION_CACHE_DIR=str(cache_dir), JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
