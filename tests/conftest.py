@@ -9,11 +9,8 @@ import pathlib
 import sys
 import tempfile
 
-# Eight fake CPU devices for the sharding tests; set before anything imports jax. LLVM's -O0 for the
-# compiled programs: compiling dominates these tests on a CPU and -O0 cuts it by about a third
-# (test_one_step_on_8_devices_equals_1_device: 60 s -> 41 s); XLA's graph optimisations, which decide
-# the numerics, run as in production. Benchmarks and users keep XLA's default.
-os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8 --xla_backend_optimization_level=0")
+# Eight fake CPU devices for the sharding tests; set before anything imports jax.
+os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # Compiling dominates these tests on a CPU: one persistent compilation cache for the session, which
 # the command-line tests' subprocesses inherit (a fresh folder each session, so CI times stay honest).

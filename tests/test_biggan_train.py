@@ -115,6 +115,7 @@ def test_standing_statistics_equal_the_batch_statistics_of_their_batch(runs):
     assert not np.allclose(stats["output_layer.0"]["stored_mean"], variables["batch_stats"]["output_layer.0"]["stored_mean"])
 
 
+@pytest.mark.slow  # ~27 s of compiling on 2 cores; keeps the default run under 25 minutes
 def test_deep_and_cifar_tiny_configs_take_a_step():
     """BigGAN-deep's tiny config (one D step and no attention here, to keep the compile small) and the
     CIFAR tiny config build; one compiled deep iteration on the embedded data (its phases in order, as

@@ -91,6 +91,7 @@ def test_sample_command_line_subcommands(converted, tmp_path):
         assert (tmp_path / args[0] / produced).exists()
 
 
+@pytest.mark.slow  # ~84 s of compiling on 2 cores; keeps the default run under 25 minutes
 def test_converted_run_fine_tunes_on_the_embedded_dataset(converted, tmp_path):
     import shutil
 

@@ -103,6 +103,7 @@ def test_resume_in_the_middle_of_a_fade_in_is_exact(grown, tmp_path):
         assert np.array_equal(np.asarray(a[1]), np.asarray(b)), jax.tree_util.keystr(a[0])  # bit for bit
 
 
+@pytest.mark.slow  # ~24 s of compiling on 2 cores; keeps the default run under 25 minutes
 def test_gan_jax_sample_on_a_progan_checkpoint(grown):
     cfg, workdir, state = grown
     images = sample.generate(str(workdir), [3, 5])

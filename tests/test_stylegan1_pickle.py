@@ -139,6 +139,7 @@ def test_code_executing_pickles_are_refused(fixture_nets, tmp_path):
     assert not marker.exists()
 
 
+@pytest.mark.slow  # ~36 s of compiling on 2 cores; keeps the default run under 25 minutes
 def test_convert_cli_and_sampling(pkl_path, tmp_path):
     from gan_jax import sample
 

@@ -119,6 +119,7 @@ def test_mbstd_batch_must_divide(skip_nets):
         D.apply(D_vars, jnp.zeros((6, 32, 32, 3)))
 
 
+@pytest.mark.slow  # ~21 s of compiling on 2 cores; keeps the default run under 25 minutes
 def test_bf16_compute_close_to_float32_and_params_stay_float32(skip_nets):
     """bf16 has an 8-bit mantissa (relative step 2**-8 = 0.4%); over 9 layers the image error stays
     within 2% of the image's RMS (relative RMS error) and 3% of its peak (max error)."""
