@@ -39,7 +39,7 @@ FLAGS = ["--config=configs/default.py:tiny", "--config.log.tensorboard=False", "
          f"--config.train.total_kimg={STEPS * BATCH / 1000}", "--config.train.r1_gamma=0", "--config.data.resolution=8",
          "--config.data.xflip=False", "--config.train.eps=1e-6",
          "--config.log.sample_every_kimg=1000", "--config.checkpoint.every_kimg=1000"]
-TIMEOUT = 240  # s, for one run; a hang (a process waiting on a collective its peer left) fails here
+TIMEOUT = 480  # s, for one run (another test file compiles on the other core); a hang (a process waiting on a collective its peer left) fails here
 
 
 def _free_port() -> int:
