@@ -85,6 +85,9 @@ def stylegan2(resolution: int = 32) -> ml_collections.ConfigDict:
     c.train = ml_collections.ConfigDict()
     c.train.batch_size = 32  # global batch over all devices; cfg_specs 'mb'
     c.train.num_shards = ml_collections.FieldReference(None, field_type=int)  # mbstd/mixing shards; None = one per device
+    # NVIDIA's --batch-gpu: each device runs its share of the batch in rounds of batch_gpu images (mbstd
+    # groups and style-mixing draws within a round), summing the rounds' gradients; None = one round.
+    c.train.batch_gpu = ml_collections.FieldReference(None, field_type=int)
     c.train.total_kimg = 25000.0  # train.py --kimg default
     c.train.g_lr = 0.002  # cfg_specs 'lrate'
     c.train.d_lr = 0.002

@@ -20,6 +20,7 @@ def get_config(arg: str | None = None):
     c.model.D.architecture = "orig"  # train.py: cifar uses D architecture 'orig'
     c.model.D.epilogue_kwargs = {"mbstd_group_size": 32}  # cfg_specs cifar 'mbstd'
     c.train.batch_size = 64  # cfg_specs cifar 'mb'
+    c.train.batch_gpu = 32  # train.py: cifar mb // ref_gpus (2)
     c.train.total_kimg = 100000.0  # cfg_specs cifar 'kimg'
     c.train.g_lr = c.train.d_lr = 0.0025  # cfg_specs cifar 'lrate'
     c.train.r1_gamma = 0.01  # cfg_specs cifar 'gamma'
@@ -38,6 +39,7 @@ def get_config(arg: str | None = None):
         c.model.G.z_dim = c.model.G.w_dim = 32
         c.model.D.epilogue_kwargs = {"mbstd_group_size": 4}
         c.train.batch_size = 8
+        c.train.batch_gpu = None  # one round: a short compile
         c.train.total_kimg = 0.08
         c.log.sample_every_kimg = 0.04
         c.checkpoint.every_kimg = 0.04

@@ -23,6 +23,7 @@ def get_config(arg: str | None = None):
     c.model.G.mapping_kwargs = {"num_layers": 8}  # cfg_specs stylegan2 'map'
     c.model.D.epilogue_kwargs = {"mbstd_group_size": 4}  # cfg_specs stylegan2 'mbstd'
     c.train.batch_size = 32  # cfg_specs stylegan2 'mb'
+    c.train.batch_gpu = 4  # train.py: mb // ref_gpus (8); one round per device on 8 devices, 8 rounds on 1
     c.train.total_kimg = 25000.0  # cfg_specs stylegan2 'kimg'
     c.train.g_lr = c.train.d_lr = 0.002  # cfg_specs stylegan2 'lrate'
     c.train.r1_gamma = 10.0  # cfg_specs stylegan2 'gamma'
@@ -39,6 +40,7 @@ def get_config(arg: str | None = None):
             kw.channel_base = 16384  # cfg_specs paper256 fmaps 0.5
         c.model.D.epilogue_kwargs = {"mbstd_group_size": 8}
         c.train.batch_size = 64
+        c.train.batch_gpu = 8  # train.py: paper256 mb // ref_gpus (8)
         c.train.g_lr = c.train.d_lr = 0.0025
         c.train.r1_gamma = 1.0
         c.train.ema_kimg = 20.0
@@ -52,6 +54,7 @@ def get_config(arg: str | None = None):
         c.model.G.z_dim = c.model.G.w_dim = 64
         c.model.G.mapping_kwargs = {"num_layers": 2}
         c.train.batch_size = 8
+        c.train.batch_gpu = None  # one round: a short compile
         c.train.total_kimg = 1.0
         c.log.sample_every_kimg = 0.5
         c.checkpoint.every_kimg = 0.5

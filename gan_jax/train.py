@@ -10,6 +10,7 @@ read while step ``s + 1`` runs, so checking them for NaN costs no stall.
 
 from __future__ import annotations
 
+import collections
 import io
 import math
 import os
@@ -36,8 +37,39 @@ class NonFiniteLoss(FloatingPointError):
     """A loss or regulariser became NaN or Inf; training stopped without saving."""
 
 
-# Compiled steps outlive one train() call (an in-process resume, tests), keyed by what defines them.
-_EXECUTABLES: dict[tuple, Callable] = {}
+class ProgramCache(collections.OrderedDict):
+    """Compiled programs keyed by what defines them; only the ``limit`` most recently used are kept.
+
+    They outlive one ``train()`` call (an in-process resume, tests). Each XLA:CPU executable holds
+    its machine code in memory mappings of its own, so a long-lived process that kept every program
+    (a notebook sweeping configs) would pass Linux's ``vm.max_map_count`` (65530 by default) and
+    abort inside LLVM ("Cannot allocate memory").
+    """
+
+    def __init__(self, limit: int):
+        super().__init__()
+        self.limit = limit
+
+    def __getitem__(self, key):
+        value = super().__getitem__(key)
+        self.move_to_end(key)
+        return value
+
+    def __setitem__(self, key, value) -> None:
+        super().__setitem__(key, value)
+        self.move_to_end(key)
+        while len(self) > self.limit:
+            self.popitem(last=False)
+
+    def setdefault(self, key, default=None):
+        if key not in self:
+            self[key] = default
+        return self[key]
+
+
+# One run compiles a dozen programs or fewer (a growing family: one step per resolution, up to 9, plus
+# init and the two samplers), so 32 keeps a run and an in-process resume of it.
+_EXECUTABLES = ProgramCache(limit=32)
 
 
 class CompiledSteps:

@@ -144,6 +144,17 @@ def _main(args, **kw):
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kw)
 
 
+def test_compiled_programs_are_kept_for_the_most_recently_used_only():
+    cache = train.ProgramCache(limit=3)
+    for k in "abc":
+        cache[k] = k.upper()
+    assert cache["a"] == "A"  # a is now the most recent; b the oldest
+    cache.setdefault("d", "D")
+    assert list(cache) == ["c", "a", "d"]
+    assert cache.setdefault("c", "other") == "C" and list(cache) == ["a", "d", "c"]
+    assert train._EXECUTABLES.limit >= 12  # one run's programs, growing families included
+
+
 def test_unknown_config_key_names_the_closest():
     proc = _main(["--config=configs/default.py:tiny", "--config.train.batch_sze=4", "--workdir=/tmp/unused"])
     out, _ = proc.communicate(timeout=120)

@@ -17,6 +17,8 @@ code is in NVlabs/stylegan ``training/training_loop.py``.
   stable phase after it share one compiled step).
 * :func:`process_reals` fades the real images as the official ``process_reals`` (mirroring is the
   data pipeline's ``xflip``), from the full-resolution uint8 batch via :func:`dataset_level`.
+* :class:`GrowingRecipe` is what the two families' recipes share: the schedule's stages and lod,
+  TF's Adam, the optimizer reset at a new lod, and the train state's layout.
 """
 
 from __future__ import annotations
@@ -33,8 +35,11 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+import optax
 
 from gan_jax.recipes import Stage
+from gan_jax.recipes.tf_adam import tf_adam
+from gan_jax.state import TrainState
 
 # Official TrainingSchedule defaults (train.py).
 SCHEDULE_DEFAULTS: dict[str, Any] = {
@@ -208,6 +213,85 @@ def process_reals(images: jax.Array, lod: jax.Array, level: int) -> jax.Array:
         return x
     f = 2 ** level
     return jnp.broadcast_to(x[:, :, None, :, None, :], (n, h, f, w, f, c)).reshape(n, h * f, w * f, c)
+
+
+class GrowingRecipe:
+    """The statics of a growing family's config (networks, schedule, TF Adam's hyper-parameters).
+
+    A subclass sets ``build_networks(config, num_shards) -> (G, D)`` and ``init_variables(rng)``,
+    and writes its losses, ``phases(stage)`` and sampling; ``G.resolution`` is the final resolution.
+    """
+
+    build_networks: Any
+
+    def __init__(self, config: ml_collections.ConfigDict, num_shards: int | None = None):
+        self.config = config
+        t = config.train
+        self.num_shards = int(t.get("num_shards") or num_shards or jax.device_count())
+        self.G, self.D = type(self).build_networks(config, self.num_shards)
+        self.resolution_log2 = int(np.log2(self.G.resolution))
+        self.sched = schedule_kwargs(config.sched)
+        self.num_gpus = int(t.num_gpus)  # the schedule's minibatch rounding (official submit_config.num_gpus)
+        self.repeats = int(t.minibatch_repeats)
+        self.betas, self.eps = tuple(float(b) for b in t.betas), float(t.eps)
+        self.reset_opt = bool(t.reset_opt_for_new_lod)
+        if int(t.get("D_repeats", 1)) != 1:
+            raise ValueError(f"train.D_repeats={t.D_repeats}: only the official 1 (n_critic 1) is implemented")
+
+    def stages(self) -> list[Stage]:
+        return checked_stages(self.resolution_log2, float(self.config.train.total_kimg), self.num_gpus,
+                              self.sched, self.repeats, self.num_shards)
+
+    def optimizer(self, lr: float) -> optax.GradientTransformation:
+        return tf_adam(lr, self.betas[0], self.betas[1], self.eps)
+
+    def step_lod(self, state: TrainState, batch_size: int) -> jax.Array:
+        """The lod of the step about to run: the schedule at the first image of its group of
+        ``minibatch_repeats`` steps."""
+        start = group_start(state.images_seen, state.step, batch_size, self.repeats)
+        return graph_lod(start, self.resolution_log2, self.sched)
+
+    def init_variables(self, rng: jax.Array) -> tuple[dict, dict]:
+        raise NotImplementedError
+
+    def create_state(self, rng: jax.Array, g_vars: dict | None = None, d_vars: dict | None = None,
+                     g_ema_vars: dict | None = None, lod: float | None = None) -> TrainState:
+        """A fresh state: networks from ``rng`` (or the given variables), fresh Adam states.
+
+        ``extra['lod']`` is the level of detail the networks were last trained at (the official
+        ``G/lod`` variable, which Gs copies): samples use it. It starts at the schedule's first lod,
+        or ``lod`` (a converted pickle's). G's non-trainable collections (StyleGAN's
+        ``dlatent_avg``) are ``extra['G_buffers']`` and ``extra['G_ema_buffers']``.
+        """
+        init_rng, run_rng = jax.random.split(rng)
+        if g_vars is None or d_vars is None:
+            g_init, d_init = self.init_variables(init_rng)
+            g_vars, d_vars = g_vars or g_init, d_vars or d_init
+        g_ema_vars = g_ema_vars or g_vars
+        params = {"G": g_vars["params"], "D": d_vars["params"]}
+        copy = lambda t: jax.tree.map(jnp.array, t)
+        if lod is None:
+            lod = training_schedule(0, self.resolution_log2, self.num_gpus, self.sched).lod
+        extra = {"lod": jnp.asarray(lod, jnp.float32)}
+        if "buffers" in g_vars:
+            extra.update(G_buffers=g_vars["buffers"], G_ema_buffers=copy(g_ema_vars["buffers"]))
+        opt = self.optimizer(0.0)
+        return TrainState(step=jnp.zeros((), jnp.int32), images_seen=jnp.zeros((), jnp.int32), params=params,
+                          ema_params={"G": copy(g_ema_vars["params"])},
+                          opt_state={k: opt.init(v) for k, v in params.items()}, extra=extra, rng=run_rng)
+
+    def enter_stage(self, state: TrainState, stage: Stage) -> TrainState:
+        """Official ``reset_opt_for_new_lod``: fresh Adam moments and step counts at each new lod."""
+        if not self.reset_opt:
+            return state
+        opt = self.optimizer(0.0)
+        return state.replace(opt_state={k: opt.init(v) for k, v in state.params.items()})
+
+    @staticmethod
+    def apply_grads(state: TrainState, net: str, opt: optax.GradientTransformation, grads) -> TrainState:
+        updates, opt_state = opt.update(grads, state.opt_state[net], state.params[net])
+        params = optax.apply_updates(state.params[net], updates)
+        return state.replace(params={**state.params, net: params}, opt_state={**state.opt_state, net: opt_state})
 
 
 def recipe_interface(cls: type) -> types.SimpleNamespace:

@@ -22,13 +22,12 @@ where the official draws ``training_set.get_random_labels_tf``; same distributio
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, NamedTuple
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-import optax
 
 from gan_jax import convert, losses
 from gan_jax.models import progan
@@ -38,76 +37,38 @@ from gan_jax.state import TrainState
 Batch = Mapping[str, jax.Array]
 
 
-class TFAdamState(NamedTuple):
-    count: jax.Array
-    mu: Any
-    nu: Any
+def build_networks(config: ml_collections.ConfigDict, num_shards: int = 1) -> tuple[progan.Generator, progan.Discriminator]:
+    """G and D from the config's official kwargs (``config.model.G`` / ``config.model.D``; the
+    dataset decides ``num_channels``, ``resolution`` and ``label_size``)."""
+    m, d = config.model, config.data
+    common = {"num_channels": int(d.channels), "resolution": int(d.resolution), "label_size": int(m.c_dim)}
+    dtype = jnp.dtype(m.get("dtype", "float32"))
+    G = convert.progan_generator_from_kwargs({**_plain(m.G), **common}, dtype=dtype)
+    D = convert.progan_discriminator_from_kwargs({**_plain(m.D), **common}, dtype=dtype)
+    return G, D.clone(mbstd_num_shards=num_shards)
 
 
-def tf_adam(learning_rate: float, b1: float = 0.0, b2: float = 0.99, eps: float = 1e-8) -> optax.GradientTransformation:
-    """``tf.train.AdamOptimizer`` inside ``tfutil.Optimizer``: ``m += (g - m)(1 - b1)``,
-    ``v += (g^2 - v)(1 - b2)``, ``update = -lr sqrt(1 - b2^t) / (1 - b1^t) * m / (sqrt(v) + eps)``;
-    a step whose gradients are not all finite changes nothing (the official ``grad_ok`` cond)."""
-
-    def init(params):
-        zeros = lambda p: jnp.zeros_like(p, jnp.float32)
-        return TFAdamState(jnp.zeros((), jnp.int32), jax.tree.map(zeros, params), jax.tree.map(zeros, params))
-
-    def update(grads, state, params=None):
-        ok = jnp.all(jnp.stack([jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(grads)]))
-        count = state.count + 1
-        mu = jax.tree.map(lambda m, g: m + (g - m) * np.float32(1 - b1), state.mu, grads)
-        nu = jax.tree.map(lambda v, g: v + (jnp.square(g) - v) * np.float32(1 - b2), state.nu, grads)
-        t = count.astype(jnp.float32)
-        lr_t = np.float32(learning_rate) * jnp.sqrt(1 - np.float32(b2) ** t) / (1 - np.float32(b1) ** t)
-        updates = jax.tree.map(lambda m, v: jnp.where(ok, -lr_t * m / (jnp.sqrt(v) + np.float32(eps)), 0.0), mu, nu)
-        keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(ok, a, b), new, old)
-        return updates, TFAdamState(jnp.where(ok, count, state.count), keep(mu, state.mu), keep(nu, state.nu))
-
-    return optax.GradientTransformation(init, update)
+def _plain(cfg: Any) -> dict:
+    return cfg.to_dict() if isinstance(cfg, ml_collections.ConfigDict) else dict(cfg)
 
 
-class ProGAN:
+class ProGAN(growing.GrowingRecipe):
     """The recipe's statics (networks, schedule, hyper-parameters) built once from a config."""
 
+    build_networks = staticmethod(build_networks)
+
     def __init__(self, config: ml_collections.ConfigDict, num_shards: int | None = None):
-        self.config = config
+        super().__init__(config, num_shards)
         t = config.train
-        self.num_shards = int(t.get("num_shards") or num_shards or jax.device_count())
-        self.G, self.D = build_networks(config, self.num_shards)
-        self.resolution_log2 = self.G.resolution_log2
-        self.sched = growing.schedule_kwargs(config.sched)
-        self.num_gpus = int(t.num_gpus)
-        self.repeats = int(t.minibatch_repeats)
         self.g_smoothing = float(t.G_smoothing)
         self.wgan_lambda, self.wgan_epsilon = float(t.wgan_lambda), float(t.wgan_epsilon)
         self.wgan_target, self.cond_weight = float(t.wgan_target), float(t.cond_weight)
-        self.reset_opt = bool(t.reset_opt_for_new_lod)
-        self.betas, self.eps = tuple(float(b) for b in t.betas), float(t.eps)
-        if int(t.get("D_repeats", 1)) != 1:
-            raise ValueError(f"train.D_repeats={t.D_repeats}: only the official 1 (n_critic 1) is implemented")
-
-    # -- schedule -----------------------------------------------------------------------------------
-
-    def stages(self) -> list[Stage]:
-        return growing.checked_stages(self.resolution_log2, float(self.config.train.total_kimg), self.num_gpus,
-                                      self.sched, self.repeats, self.num_shards)
 
     def lrates(self, resolution: int) -> tuple[float, float]:
         """(G_lrate, D_lrate) of ``resolution`` (TrainingSchedule's dicts)."""
         s = self.sched
         return (float(s["G_lrate_dict"].get(resolution, s["G_lrate_base"])),
                 float(s["D_lrate_dict"].get(resolution, s["D_lrate_base"])))
-
-    def optimizer(self, lr: float) -> optax.GradientTransformation:
-        return tf_adam(lr, self.betas[0], self.betas[1], self.eps)
-
-    def step_lod(self, state: TrainState, batch_size: int) -> jax.Array:
-        """The lod of the step about to run: the schedule at the first image of its group."""
-        start = growing.group_start(state.images_seen, state.step, batch_size, self.repeats)
-        return growing.graph_lod(start, self.resolution_log2, self.sched)
-
-    # -- state ----------------------------------------------------------------------------------------
 
     def init_variables(self, rng: jax.Array) -> tuple[dict, dict]:
         kg, kd = jax.random.split(rng)
@@ -117,32 +78,6 @@ class ProGAN:
         r, ch = G.resolution, G.num_channels
         d_vars = D.clone(mbstd_num_shards=1).init({"params": kd}, jnp.zeros((1, r, r, ch), jnp.float32))
         return dict(g_vars), dict(d_vars)
-
-    def create_state(self, rng: jax.Array, g_vars: dict | None = None, d_vars: dict | None = None,
-                     g_ema_vars: dict | None = None, lod: float | None = None) -> TrainState:
-        """A fresh state: networks from ``rng`` (or the given variables), fresh Adam states; ``extra['lod']``
-        is the level G_ema is sampled at (the schedule's initial lod, or ``lod``: a converted pickle's)."""
-        init_rng, run_rng = jax.random.split(rng)
-        if g_vars is None or d_vars is None:
-            g_init, d_init = self.init_variables(init_rng)
-            g_vars, d_vars = g_vars or g_init, d_vars or d_init
-        g_ema_vars = g_ema_vars or g_vars
-        params = {"G": g_vars["params"], "D": d_vars["params"]}
-        if lod is None:
-            lod = growing.training_schedule(0, self.resolution_log2, self.num_gpus, self.sched).lod
-        opt = self.optimizer(0.0)
-        return TrainState(
-            step=jnp.zeros((), jnp.int32), images_seen=jnp.zeros((), jnp.int32), params=params,
-            ema_params={"G": jax.tree.map(jnp.array, g_ema_vars["params"])},
-            opt_state={k: opt.init(v) for k, v in params.items()},
-            extra={"lod": jnp.asarray(lod, jnp.float32)}, rng=run_rng)
-
-    def enter_stage(self, state: TrainState, stage: Stage) -> TrainState:
-        """Fresh optimizer states (official ``reset_opt_for_new_lod``: Adam moments and step counts)."""
-        if not self.reset_opt:
-            return state
-        opt = self.optimizer(0.0)
-        return state.replace(opt_state={k: opt.init(v) for k, v in state.params.items()})
 
     # -- losses ---------------------------------------------------------------------------------------
 
@@ -182,15 +117,11 @@ class ProGAN:
 
     # -- phases -----------------------------------------------------------------------------------------
 
-    def apply_grads(self, state: TrainState, net: str, grads, lr: float) -> TrainState:
-        updates, opt_state = self.optimizer(lr).update(grads, state.opt_state[net], state.params[net])
-        params = optax.apply_updates(state.params[net], updates)
-        return state.replace(params={**state.params, net: params}, opt_state={**state.opt_state, net: opt_state})
-
     def phases(self, stage: Stage) -> list[Phase]:
         res, n = int(stage.program), int(stage.batch_size)
         level = self.resolution_log2 - int(np.log2(res))
         g_lr, d_lr = self.lrates(res)
+        opt_g, opt_d = self.optimizer(g_lr), self.optimizer(d_lr)
         z_dim, c_dim = self.G.z_dim, self.G.c_dim
 
         def dmain(state, batch, key):
@@ -203,7 +134,7 @@ class ProGAN:
             u = jax.random.uniform(k_u, (n, 1, 1, 1), jnp.float32)
             (loss, terms), grads = jax.value_and_grad(self.d_loss, has_aux=True)(
                 state.params["D"], reals, fakes, labels, u, lod, res)
-            state = self.apply_grads(state, "D", grads, d_lr)
+            state = self.apply_grads(state, "D", opt_d, grads)
             state = state.replace(extra={**state.extra, "lod": lod})
             metrics = {"Loss/D/loss": loss, "Loss/scores/real": jnp.mean(terms["real_scores"]),
                        "Loss/scores/fake": jnp.mean(terms["fake_scores"]),
@@ -222,7 +153,7 @@ class ProGAN:
             latents = jax.random.normal(key, (n, z_dim), jnp.float32)
             (loss, terms), grads = jax.value_and_grad(self.g_loss, has_aux=True)(
                 state.params["G"], state.params["D"], latents, labels, lod, res)
-            state = self.apply_grads(state, "G", grads, g_lr)
+            state = self.apply_grads(state, "G", opt_g, grads)
             return state, _prefix("Gmain", {"Loss/G/loss": loss, "Loss/scores/fake": jnp.mean(terms["fake_scores"])})
 
         return [Phase("Dmain", 1, dmain), Phase("Gema", 1, gema), Phase("Gmain", 1, gmain)]
@@ -247,21 +178,6 @@ class ProGAN:
 
 def _prefix(phase: str, metrics: dict[str, jax.Array]) -> dict[str, jax.Array]:
     return {f"{phase}/{k}": v for k, v in metrics.items()}
-
-
-def build_networks(config: ml_collections.ConfigDict, num_shards: int = 1) -> tuple[progan.Generator, progan.Discriminator]:
-    """G and D from the config's official kwargs (``config.model.G`` / ``config.model.D``; the
-    dataset decides ``num_channels``, ``resolution`` and ``label_size``)."""
-    m, d = config.model, config.data
-    common = {"num_channels": int(d.channels), "resolution": int(d.resolution), "label_size": int(m.c_dim)}
-    dtype = jnp.dtype(m.get("dtype", "float32"))
-    G = convert.progan_generator_from_kwargs({**_plain(m.G), **common}, dtype=dtype)
-    D = convert.progan_discriminator_from_kwargs({**_plain(m.D), **common}, dtype=dtype)
-    return G, D.clone(mbstd_num_shards=num_shards)
-
-
-def _plain(cfg: Any) -> dict:
-    return cfg.to_dict() if isinstance(cfg, ml_collections.ConfigDict) else dict(cfg)
 
 
 # -- the recipe interface ----------------------------------------------------------------------------

@@ -8,7 +8,7 @@ Per iteration (the official loop runs ``[D_train_op, Gs_update_op]`` then ``G_tr
   Gmain  ``mean(softplus(-D(G(z))))`` (``G_logistic_nonsaturating``)
 G runs in training mode in both losses: no truncation, style mixing with probability 0.9, random
 noise, and ``dlatent_avg`` updated by each call. Adam is TF's (``beta1=0, beta2=0.99, eps=1e-8``;
-TF adds eps to ``sqrt(v)`` before the bias correction of the step size; ``recipes.progan.tf_adam``), skips a step whose gradients
+TF adds eps to ``sqrt(v)`` before the bias correction of the step size; ``recipes.tf_adam``), skips a step whose gradients
 are not all finite (``tflib.Optimizer``), and is reset whenever a new level of detail starts
 (``reset_opt_for_new_lod``).
 
@@ -25,14 +25,10 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-import optax
 
 from gan_jax import convert
 from gan_jax.models import stylegan
 from gan_jax.recipes import Phase, Sampling, Stage, growing
-from gan_jax.recipes.progan import (
-    tf_adam,  # TF's Adam in tflib.Optimizer; one implementation for both
-)
 from gan_jax.state import TrainState
 
 Batch = Mapping[str, jax.Array]
@@ -131,32 +127,17 @@ def build_networks(config: ml_collections.ConfigDict, num_shards: int = 1) -> tu
     return G, D.clone(mbstd_num_shards=num_shards)
 
 
-class StyleGAN:
+class StyleGAN(growing.GrowingRecipe):
     """Networks, schedule and hyper-parameters of one config, built once."""
 
+    build_networks = staticmethod(build_networks)
+
     def __init__(self, config: ml_collections.ConfigDict, num_shards: int | None = None):
-        self.config = config
+        super().__init__(config, num_shards)
         t = config.train
-        self.num_shards = int(t.get("num_shards") or num_shards or jax.device_count())
-        self.G, self.D = build_networks(config, self.num_shards)
-        self.resolution_log2 = stylegan.log2_resolution(self.G.resolution)
-        self.sched = growing.schedule_kwargs(config.sched)
-        self.num_gpus = int(t.num_gpus)  # the schedule's minibatch rounding (official submit_config.num_gpus)
         self.r1_gamma = float(t.r1_gamma)
         self.style_mixing_prob = float(self.G.style_mixing_prob or 0.0)
         self.smoothing_kimg = float(t.G_smoothing_kimg)
-        self.betas = tuple(float(b) for b in t.betas)
-        self.eps = float(t.eps)
-        self.reset_opt = bool(t.reset_opt_for_new_lod)
-        self.repeats = int(t.minibatch_repeats)
-        if int(t.get("D_repeats", 1)) != 1:
-            raise ValueError(f"train.D_repeats={t.D_repeats}: only the official 1 is implemented")
-
-    # -- schedule -------------------------------------------------------------------------------
-
-    def stages(self) -> list[Stage]:
-        return growing.checked_stages(self.resolution_log2, float(self.config.train.total_kimg), self.num_gpus,
-                                      self.sched, self.repeats, self.num_shards)
 
     def schedule_at(self, resolution: int) -> growing.Schedule:
         """The schedule's per-resolution values (minibatch, learning rates) for ``resolution``."""
@@ -164,16 +145,6 @@ class StyleGAN:
             if stage.program == resolution:
                 return growing.training_schedule(stage.start_images, self.resolution_log2, self.num_gpus, self.sched)
         raise ValueError(f"the schedule never trains at {resolution}x{resolution}")
-
-    def optimizer(self, lr: float) -> optax.GradientTransformation:
-        return tf_adam(lr, self.betas[0], self.betas[1], self.eps)
-
-    def lod(self, state: TrainState, batch_size: int) -> jax.Array:
-        """The step's lod: the schedule at the first image of its group of ``minibatch_repeats`` steps."""
-        start = growing.group_start(state.images_seen, state.step, batch_size, self.repeats)
-        return growing.graph_lod(start, self.resolution_log2, self.sched)
-
-    # -- state ----------------------------------------------------------------------------------
 
     def init_variables(self, rng: jax.Array) -> tuple[dict, dict]:
         kg, kd = jax.random.split(rng)
@@ -187,40 +158,6 @@ class StyleGAN:
         d_vars = jax.jit(lambda k: D.clone(mbstd_num_shards=1).init(
             {"params": _rbg(k)}, jnp.zeros((1, r, r, D.num_channels)), c))(kd)
         return dict(g_vars), dict(d_vars)
-
-    def create_state(self, rng: jax.Array, g_vars: dict | None = None, d_vars: dict | None = None,
-                     g_ema_vars: dict | None = None, lod: float | None = None) -> TrainState:
-        """Fresh state: networks from ``rng`` (or the given variables), fresh Adam states.
-
-        ``extra['lod']`` is the level of detail the networks were last trained at (the official
-        ``G/lod`` variable, which Gs copies): samples use it. It starts at the schedule's first lod.
-        """
-        init_rng, run_rng = jax.random.split(rng)
-        if g_vars is None or d_vars is None:
-            g_init, d_init = self.init_variables(init_rng)
-            g_vars, d_vars = g_vars or g_init, d_vars or d_init
-        g_ema_vars = g_ema_vars or g_vars
-        params = {"G": g_vars["params"], "D": d_vars["params"]}
-        copy = lambda t: jax.tree.map(jnp.array, t)
-        if lod is None:
-            lod = growing.training_schedule(0, self.resolution_log2, self.num_gpus, self.sched).lod
-        return TrainState(
-            step=jnp.zeros((), jnp.int32),
-            images_seen=jnp.zeros((), jnp.int32),
-            params=params,
-            ema_params={"G": copy(g_ema_vars["params"])},
-            opt_state={k: self.optimizer(0.0).init(v) for k, v in params.items()},
-            extra={"G_buffers": g_vars["buffers"], "G_ema_buffers": copy(g_ema_vars["buffers"]),
-                   "lod": jnp.asarray(lod, jnp.float32)},
-            rng=run_rng,
-        )
-
-    def enter_stage(self, state: TrainState, stage: Stage) -> TrainState:
-        """Official ``reset_opt_for_new_lod``: fresh Adam moments and step counts at each new lod."""
-        if not self.reset_opt:
-            return state
-        opt = self.optimizer(0.0)
-        return state.replace(opt_state={k: opt.init(v) for k, v in state.params.items()})
 
     # -- random inputs --------------------------------------------------------------------------
 
@@ -251,20 +188,15 @@ class StyleGAN:
         ema_beta = np.float32(0.5 ** (batch_size / (self.smoothing_kimg * 1000.0))) if self.smoothing_kimg > 0 else np.float32(0)
         G, D = self.G, self.D
 
-        def apply(state, net, opt, grads):
-            updates, opt_state = opt.update(grads, state.opt_state[net], state.params[net])
-            params = optax.apply_updates(state.params[net], updates)
-            return state.replace(params={**state.params, net: params}, opt_state={**state.opt_state, net: opt_state})
-
         def dmain(state, batch, key):
-            lod = self.lod(state, batch_size)
+            lod = self.step_lod(state, batch_size)
             reals = growing.process_reals(batch["image"], lod, level)
             inputs = self.draw_inputs(key, batch, batch_size, lod)
             real_labels = batch.get("label") if D.label_size else None
             grad_fn = jax.grad(lambda p: d_loss(G, D, state.params["G"], state.extra["G_buffers"], p, reals, real_labels,
                                                 inputs, lod, self.r1_gamma, resolution), has_aux=True)
             grads, (buffers, aux) = grad_fn(state.params["D"])
-            state = apply(state, "D", opt_d, grads)
+            state = self.apply_grads(state, "D", opt_d, grads)
             state = state.replace(extra={**state.extra, "G_buffers": buffers, "lod": lod})
             return state, {"Dmain/Loss/D/loss": jnp.mean(aux["loss"]), "Dmain/Loss/r1_penalty": jnp.mean(aux["r1_penalty"]),
                            "Dmain/Loss/scores/real": jnp.mean(aux["real_scores"]),
@@ -276,12 +208,12 @@ class StyleGAN:
             return state.replace(ema_params={**state.ema_params, "G": ema}, extra=extra), {}
 
         def gmain(state, batch, key):
-            lod = self.lod(state, batch_size)
+            lod = self.step_lod(state, batch_size)
             inputs = self.draw_inputs(key, batch, batch_size, lod)
             grad_fn = jax.grad(lambda p: g_loss(G, D, p, state.extra["G_buffers"], state.params["D"], inputs, lod,
                                                 resolution), has_aux=True)
             grads, (buffers, loss, scores) = grad_fn(state.params["G"])
-            state = apply(state, "G", opt_g, grads)
+            state = self.apply_grads(state, "G", opt_g, grads)
             state = state.replace(extra={**state.extra, "G_buffers": buffers})
             return state, {"Gmain/Loss/G/loss": jnp.mean(loss), "Gmain/Loss/scores/fake": jnp.mean(scores)}
 

@@ -11,6 +11,11 @@ Each loss is multiplied by its phase's interval (lazy regularisation, Karras et 
 and each network has one Adam whose ``lr`` and ``betas`` are corrected by ``c = k / (k + 1)``.
 G runs in "training mode": ``w_avg`` is updated by every mapping call of Gmain, Greg and Dmain,
 noise is random, and the modulated convolutions take the per-sample-scaling form.
+With ``train.batch_gpu`` (NVIDIA's ``--batch-gpu``) each device's share of a phase's batch runs in
+rounds of that size, one after the other (a ``lax.scan``: one round's activations in memory at a
+time): per round ``loss.mean() * interval`` is differentiated and the gradients are summed, the
+minibatch stddev groups and the style-mixing cutoff are per round, and ``w_avg`` and ``pl_mean``
+move once per round, as the official loop's rounds do.
 """
 
 from __future__ import annotations
@@ -63,10 +68,19 @@ class StyleGAN2:
         if self.batch_size % self.num_shards:
             raise ValueError(f"train.batch_size={self.batch_size} must be divisible by the {self.num_shards} data shards (devices)")
         per_shard = self.batch_size // self.num_shards
-        if float(t.pl_weight) > 0 and per_shard % int(t.pl_batch_shrink):
-            raise ValueError(f"the path-length batch is batch_size / num_shards / pl_batch_shrink = {per_shard} / "
-                             f"{int(t.pl_batch_shrink)} per shard, which is not whole; use a train.batch_size that is a "
-                             f"multiple of {self.num_shards * int(t.pl_batch_shrink)} (or set train.num_shards)")
+        # NVIDIA's batch_gpu: each device runs its batch in rounds of batch_gpu, each round's
+        # loss.mean() backpropagated and the gradients summed before the optimizer step. A device
+        # batch of at most batch_gpu is one round (so a config sized for 8 GPUs runs on a pod).
+        self.batch_gpu = min(int(t.get("batch_gpu") or per_shard), per_shard)
+        if self.batch_gpu < 1 or per_shard % self.batch_gpu:
+            raise ValueError(f"train.batch_gpu={t.get('batch_gpu')} must divide the per-device batch batch_size / "
+                             f"num_shards = {self.batch_size} / {self.num_shards} = {per_shard}")
+        self.rounds = per_shard // self.batch_gpu
+        if float(t.pl_weight) > 0 and self.batch_gpu % int(t.pl_batch_shrink):
+            raise ValueError(f"the path-length batch is batch_gpu / pl_batch_shrink = {self.batch_gpu} / "
+                             f"{int(t.pl_batch_shrink)} per device and round, which is not whole; use a train.batch_size "
+                             f"(and train.batch_gpu) that is a multiple of {self.num_shards * int(t.pl_batch_shrink)} "
+                             "per device (or set train.num_shards)")
         self.G, self.D = build_networks(config, self.num_shards)
         self.num_ws = self.G.num_ws
         self.fused_modconv = bool(config.model.get("fused_modconv", False))
@@ -131,8 +145,8 @@ class StyleGAN2:
                           "c": self._gen_labels(batch, n), "noise_key": k_noise}
         if self.style_mixing_prob > 0:
             k_cut, k_prob, k_z2 = jax.random.split(k_mix, 3)
-            s = self.num_shards
-            # One cutoff per device shard, as each GPU of NVIDIA's loop draws its own.
+            s = self.num_shards * self.rounds
+            # One cutoff per device shard and round, as each GPU of NVIDIA's loop draws one per G call.
             cutoff = jax.random.randint(k_cut, (s,), 1, self.num_ws)
             cutoff = jnp.where(jax.random.uniform(k_prob, (s,)) < self.style_mixing_prob, cutoff, self.num_ws)
             inputs["mix_cutoff"] = jnp.repeat(cutoff, n // s)
@@ -239,6 +253,61 @@ class StyleGAN2:
                           "Loss/scores/real": jnp.mean(logits)}
         return jax.grad(loss_fn, has_aux=True)(state.params["D"])
 
+    # -- rounds (NVIDIA's batch_gpu) -----------------------------------------------------------------
+
+    def split_rounds(self, tree: Any, n: int) -> Any:
+        """Arrays of ``tree`` with ``n`` rows -> ``[rounds, n / rounds, ...]``; round ``r`` holds rows
+        ``r k .. (r + 1) k - 1`` of each device shard (``k = n / (shards rounds)``), so that a round
+        is every device's ``r``-th chunk of ``batch_gpu``. ``noise_key`` is split in ``rounds`` keys.
+        """
+        s, r = self.num_shards, self.rounds
+
+        def split(x):
+            if getattr(x, "ndim", 0) == 0 or x.shape[0] != n:
+                raise ValueError(f"cannot split an input of shape {getattr(x, 'shape', None)} into rounds of a "
+                                 f"batch of {n}")
+            return x.reshape(s, r, n // (s * r), *x.shape[1:]).swapaxes(0, 1).reshape(r, n // r, *x.shape[1:])
+
+        tree = dict(tree)
+        key = tree.pop("noise_key", None)
+        out = jax.tree.map(split, tree)
+        if key is not None:
+            out["noise_key"] = jax.random.split(key, r)
+        return out
+
+    def round_grads(self, phase: str, state: TrainState, batch: Batch, inputs: Inputs | None) -> tuple[Any, dict, dict]:
+        """One round of ``phase``: ``(grads, state.extra updated, metrics)``."""
+        if phase == "Gmain":
+            grads, buffers, metrics = self.gmain_grads(state, batch, inputs)
+            return grads, {**state.extra, "G_buffers": buffers}, metrics
+        if phase == "Greg":
+            grads, buffers, pl_mean, metrics = self.greg_grads(state, batch, inputs)
+            return grads, {**state.extra, "G_buffers": buffers, "pl_mean": pl_mean}, metrics
+        if phase == "Dmain":
+            grads, buffers, metrics = self.dmain_grads(state, batch, inputs)
+            return grads, {**state.extra, "G_buffers": buffers}, metrics
+        if phase == "Dreg":
+            grads, metrics = self.dreg_grads(state, batch)
+            return grads, state.extra, metrics
+        raise ValueError(f"unknown phase {phase!r}; expected Gmain, Greg, Dmain or Dreg")
+
+    def phase_grads(self, phase: str, state: TrainState, batch: Batch, inputs: Inputs | None) -> tuple[Any, dict, dict]:
+        """``round_grads`` over the phase's rounds: the gradients summed, ``extra`` (w_avg, pl_mean)
+        carried from round to round, the metrics averaged. ``inputs`` are the whole phase's draws."""
+        if self.rounds == 1:
+            return self.round_grads(phase, state, batch, inputs)
+        n = self.phase_batch(phase)
+        xs = (self.split_rounds(batch, self.batch_size), None if inputs is None else self.split_rounds(inputs, n))
+
+        def body(carry, x):
+            total, extra = carry
+            grads, extra, metrics = self.round_grads(phase, state.replace(extra=extra), *x)
+            return (jax.tree.map(jnp.add, total, grads), extra), metrics
+
+        zeros = jax.tree.map(jnp.zeros_like, state.params["G" if phase.startswith("G") else "D"])
+        (grads, extra), metrics = jax.lax.scan(body, (zeros, state.extra), xs)
+        return grads, extra, jax.tree.map(lambda m: jnp.mean(m, axis=0), metrics)
+
     # -- updates ------------------------------------------------------------------------------------
 
     def apply_grads(self, state: TrainState, net: str, grads) -> TrainState:
@@ -267,25 +336,18 @@ class StyleGAN2:
         """NVIDIA's phase table. ``inputs_fn(phase, key, batch)`` replaces the random draws (tests)."""
         draw = inputs_fn or self.draw_inputs
 
-        def gmain(state, batch, key):
-            grads, buffers, metrics = self.gmain_grads(state, batch, draw("Gmain", key, batch))
-            state = self.apply_grads(state, "G", grads)
-            return state.replace(extra={**state.extra, "G_buffers": buffers}), _prefix("Gmain", metrics)
+        def step(name):
+            net = "G" if name.startswith("G") else "D"
 
-        def greg(state, batch, key):
-            grads, buffers, pl_mean, metrics = self.greg_grads(state, batch, draw("Greg", key, batch))
-            state = self.apply_grads(state, "G", grads)
-            metrics["pl_mean"] = pl_mean
-            return state.replace(extra={**state.extra, "G_buffers": buffers, "pl_mean": pl_mean}), _prefix("Greg", metrics)
+            def phase_fn(state, batch, key):
+                inputs = None if name == "Dreg" else draw(name, key, batch)
+                grads, extra, metrics = self.phase_grads(name, state, batch, inputs)
+                if name == "Greg":
+                    metrics["pl_mean"] = extra["pl_mean"]
+                return self.apply_grads(state, net, grads).replace(extra=extra), _prefix(name, metrics)
+            return phase_fn
 
-        def dmain(state, batch, key):
-            grads, buffers, metrics = self.dmain_grads(state, batch, draw("Dmain", key, batch))
-            state = self.apply_grads(state, "D", grads)
-            return state.replace(extra={**state.extra, "G_buffers": buffers}), _prefix("Dmain", metrics)
-
-        def dreg(state, batch, key):
-            grads, metrics = self.dreg_grads(state, batch)
-            return self.apply_grads(state, "D", grads), _prefix("Dreg", metrics)
+        gmain, greg, dmain, dreg = step("Gmain"), step("Greg"), step("Dmain"), step("Dreg")
 
         def gema(state, batch, key):
             return self.ema_update(state), {"Progress/ema_beta": self.ema_beta(state.images_seen)}
