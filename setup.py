@@ -6,7 +6,11 @@ setup(
     name="gan_jax",
     version="0.1.0",
     description="ProGAN, StyleGAN, StyleGAN2 and BigGAN as pure-functional Flax modules with the official numerics",
-    packages=find_packages(include=["gan_jax", "gan_jax.*"]),
+    # The top-level configs/ folder (where users find, copy and edit the configs) ships as the
+    # package gan_jax.configs: `from gan_jax.configs import common` works in every install, editable
+    # or not, from any folder, and `--config=configs/NAME.py` falls back to the packaged copy.
+    packages=[*find_packages(include=["gan_jax", "gan_jax.*"]), "gan_jax.configs"],
+    package_dir={"gan_jax.configs": "configs"},
     python_requires=">=3.11",
     install_requires=[
         "jax>=0.10",

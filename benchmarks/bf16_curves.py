@@ -45,11 +45,11 @@ def _run(config, source, dtype: str, seed: int, steps: int) -> dict[str, list[tu
     config = train.resolve_config(config, source)
     config.model.dtype = dtype
     config.seed = seed
-    recipe = recipes.get_recipe(config.recipe)
     mesh = parallel.make_mesh()
+    recipe = recipes.build(config, mesh)
     b = int(config.train.batch_size)
-    state = recipe.create_state(config, jax.random.PRNGKey(seed), mesh)
-    steps_fn = train.CompiledSteps(recipe.phases(config, mesh), mesh, b)
+    state = parallel.replicate(recipe.create_state(jax.random.PRNGKey(seed)), mesh)
+    steps_fn = train.CompiledSteps(recipe.phases(recipe.stages()[0]), mesh, b)
     batches = data_lib.make_batches(source, b, seed=0, xflip=bool(config.data.xflip))  # the same batches for all runs
     curves: dict[str, list[tuple[int, float]]] = {}
     t0 = time.perf_counter()

@@ -46,7 +46,7 @@ def _step_fn(recipe, cfg, mesh, step: int):
     """The jit-able ``(state, batch) -> state`` of the phases active at ``step`` (as train.CompiledSteps)."""
     import jax
 
-    phases = recipe.phases(cfg, mesh)
+    phases = recipe.phases(recipe.stages()[0])
     index = {p.name: i for i, p in enumerate(phases)}
     active = [p for p in phases if step % p.interval == 0]
 
@@ -83,8 +83,8 @@ def child(spec: str, batch: int, repeats: int) -> dict:
     source = train.open_dataset(cfg)
     cfg = train.resolve_config(cfg, source)
     mesh = parallel.make_mesh()
-    recipe = recipes.get_recipe(cfg.recipe)
-    state = recipe.create_state(cfg, jax.random.PRNGKey(0), mesh)
+    recipe = recipes.build(cfg, mesh)
+    state = parallel.replicate(recipe.create_state(jax.random.PRNGKey(0)), mesh)
     state = state.replace(step=jax.device_put(np.int32(1), parallel.replicated(mesh)))
     fn, name = _step_fn(recipe, cfg, mesh, step=1)
     local = {k: v for k, v in train.data_lib.load_batch(source, batch, 0, 0, False).items()}
@@ -121,8 +121,8 @@ def paper(spec: str, batch: int | None = None) -> dict:
     cfg.data.channels = 3
     cfg.model.c_dim = int(cfg.data.get("num_classes", 0) or 0) if cfg.data.get("use_labels", False) else 0
     mesh = parallel.make_mesh(jax.devices()[:1])
-    recipe = recipes.get_recipe(cfg.recipe)
-    state = jax.eval_shape(lambda k: recipe.create_state(cfg, k, None), jax.random.PRNGKey(0))
+    recipe = recipes.build(cfg, mesh)
+    state = jax.eval_shape(recipe.create_state, jax.random.PRNGKey(0))
     r = int(cfg.data.resolution)
     batch_arrays = {"image": jax.ShapeDtypeStruct((batch, r, r, 3), np.uint8),
                     "label": jax.ShapeDtypeStruct((batch, cfg.model.c_dim), np.float32)}

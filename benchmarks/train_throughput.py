@@ -50,11 +50,11 @@ def main(argv: list[str]) -> None:
             config.model.G.G_ch = config.model.D.D_ch = 16
             config.train.D_batch_size = 16
             config.train.batch_size = 16 * int(config.train.num_D_steps)
-    recipe = recipes.get_recipe(config.recipe)
     mesh = parallel.make_mesh()
+    recipe = recipes.build(config, mesh)
     b, r, ch = int(config.train.batch_size), int(config.data.resolution), config.data.channels
-    state = recipe.create_state(config, jax.random.PRNGKey(0), mesh)
-    phases = recipe.phases(config, mesh)
+    state = parallel.replicate(recipe.create_state(jax.random.PRNGKey(0)), mesh)
+    phases = recipe.phases(recipe.stages()[0])
     steps = train.CompiledSteps(phases, mesh, b)
     cycle = math.lcm(*[p.interval for p in phases])
     rng = np.random.RandomState(0)

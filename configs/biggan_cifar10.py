@@ -9,7 +9,7 @@ images) on 2 GPUs; this config has no measured time (no accelerator in this task
 CPU smoke run on the embedded dataset with 10 classes.
 """
 
-from configs import biggan_common
+from gan_jax.configs import biggan_common
 
 
 def get_config(arg: str | None = None):

@@ -15,30 +15,17 @@ from __future__ import annotations
 
 import ml_collections
 
-from configs import common
+from gan_jax.configs import common
 
 
 def biggan(resolution: int = 128, deep: bool = False) -> ml_collections.ConfigDict:
     """BigGAN (or BigGAN-deep) with the paper's training settings at ``resolution``."""
-    c = ml_collections.ConfigDict()
-    c.recipe = "biggan"
-    c.seed = 0  # prepare_parser --seed default
-
-    c.data = ml_collections.ConfigDict()
-    c.data.source = "embedded"
+    c = common.run_config("biggan", resolution, seed=0)  # prepare_parser --seed default
     # ImageNet through tensorflow-datasets instead of a zip: --config.data.source=tfds:imagenet2012:train
     # --config.data.tfds_data_dir=DIR (prepared with `tfds build imagenet2012 --file_format=array_record`)
-    c.data.tfds_data_dir = ""
-    c.data.resolution = resolution
-    c.data.channels = 3  # filled in from the dataset at start-up; BigGAN is RGB only
     c.data.xflip = False  # the reference loader applies no flips (utils.get_data_loaders)
     c.data.use_labels = True  # class-conditional
-    c.data.num_images = 4096  # embedded dataset only
-    c.data.num_classes = 0  # embedded dataset only: > 0 gives it class labels
-    c.data.prefetch = 2
-    c.data.prepare_command = ""
 
-    c.model = ml_collections.ConfigDict()
     c.model.c_dim = 0  # filled in from the dataset's labels: the number of classes
     c.model.dtype = "float32"  # compute dtype of the convs; parameters, BN and SN stay float32
     G = c.model.G = ml_collections.ConfigDict()
@@ -67,7 +54,6 @@ def biggan(resolution: int = 128, deep: bool = False) -> ml_collections.ConfigDi
     D.D_wide = True
     D.output_dim = 1
 
-    c.train = ml_collections.ConfigDict()
     t = c.train
     t.D_batch_size = 2048  # paper sec. 4 / Table 1: batch 2048 (256 x 8 accumulations in the launch script)
     t.num_D_steps = 2  # paper appendix B: "2 D steps per G step"

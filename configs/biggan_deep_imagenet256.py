@@ -6,7 +6,7 @@ The data is ``data.prepare_command``'s zip; the paper's settings come from ``con
 The paper trained on 128-512 TPU v3 cores for 24-48 h; nothing was measured here (no accelerator).
 """
 
-from configs import biggan_common
+from gan_jax.configs import biggan_common
 
 
 def get_config(arg: str | None = None):

@@ -17,7 +17,7 @@ launch-script optimiser: G 1e-4, D 4e-4, 1 D step), ``tiny`` / ``deep_tiny`` (se
 on the embedded dataset with 10 classes, for tests).
 """
 
-from configs import biggan_common
+from gan_jax.configs import biggan_common
 
 VARIANTS = ("", "deep", "sagan", "tiny", "deep_tiny")
 

@@ -1,4 +1,6 @@
-"""Shared defaults of every StyleGAN2 config. Each constant names its source.
+"""The sections every run has (``run_config``: data, log, checkpoint, FID) and the StyleGAN2 defaults.
+Each constant names its source. A config file of your own (also outside this repository, e.g. for a
+recipe of your own, ``docs/recipes.md``) builds on them: ``from gan_jax.configs import common``.
 
 Sources: NVIDIA stylegan2-ada-pytorch ``train.py`` (``cfg_specs``, ``setup_training_loop_kwargs``)
 and ``training/training_loop.py`` / ``training/loss.py`` defaults, commit d72cc7d.
@@ -42,25 +44,43 @@ def checkpoint_config(every_kimg: float, keep: int = 3) -> ml_collections.Config
     return ckpt
 
 
-def stylegan2(resolution: int = 32) -> ml_collections.ConfigDict:
-    """The StyleGAN2 recipe with NVIDIA's defaults; configs override what their preset changes."""
+def data_config(resolution: int) -> ml_collections.ConfigDict:
+    """Where the images come from (``gan_jax.data.open_source``) and how they are read."""
+    d = ml_collections.ConfigDict()
+    d.source = "embedded"  # embedded procedural dataset; a folder, a .zip or 'tfds:NAME' otherwise
+    d.resolution = resolution
+    d.channels = 3  # filled in from the dataset at start-up
+    d.xflip = False  # NVIDIA's --mirror
+    d.use_labels = False  # NVIDIA's --cond
+    d.num_images = 4096  # embedded dataset only
+    d.num_classes = 0  # embedded dataset only: > 0 gives it class labels
+    d.prefetch = 2
+    d.tfds_data_dir = ""  # tfds sources: the folder `tfds build` wrote ('' = tfds's default)
+    d.prepare_command = ""  # the exact `gan_jax.data.prepare` command a config's dataset needs
+    return d
+
+
+def run_config(recipe: str, resolution: int, seed: int = 0) -> ml_collections.ConfigDict:
+    """A run of ``recipe`` (a family or your own module, ``docs/recipes.md``): ``recipe``, ``seed``,
+    ``data``, ``log``, ``checkpoint`` and ``fid`` as the training loop reads them, and empty ``model``
+    and ``train`` sections for the recipe's own fields (``train.total_kimg`` ends the run)."""
     c = ml_collections.ConfigDict()
-    c.recipe = "stylegan2"
-    c.seed = 0  # train.py --seed default
-
-    c.data = ml_collections.ConfigDict()
-    c.data.source = "embedded"  # embedded procedural dataset; a folder, a .zip or 'tfds:NAME' otherwise
-    c.data.resolution = resolution
-    c.data.channels = 3  # filled in from the dataset at start-up
-    c.data.xflip = False  # train.py --mirror default
-    c.data.use_labels = False  # train.py --cond default
-    c.data.num_images = 4096  # embedded dataset only
-    c.data.num_classes = 0  # embedded dataset only: > 0 gives it class labels
-    c.data.prefetch = 2
-    c.data.prepare_command = ""  # the exact `gan_jax.data.prepare` command a config's dataset needs
-
+    c.recipe = recipe
+    c.seed = seed
+    c.data = data_config(resolution)
     c.model = ml_collections.ConfigDict()
     c.model.c_dim = 0  # filled in from the dataset's labels when data.use_labels
+    c.train = ml_collections.ConfigDict()
+    c.log = log_config(every_steps=50, sample_every_kimg=4.0)
+    c.fid = fid_config()
+    c.checkpoint = checkpoint_config(every_kimg=200.0)
+    return c
+
+
+def stylegan2(resolution: int = 32) -> ml_collections.ConfigDict:
+    """The StyleGAN2 recipe with NVIDIA's defaults; configs override what their preset changes."""
+    c = run_config("stylegan2", resolution, seed=0)  # train.py --seed default
+
     c.model.dtype = "float32"  # compute dtype of the conv blocks; parameters stay float32
     c.model.fused_modconv = False  # the official training mode runs the per-sample (unfused) form
     c.model.G = ml_collections.ConfigDict()
@@ -82,7 +102,6 @@ def stylegan2(resolution: int = 32) -> ml_collections.ConfigDict:
     c.model.D.conv_clamp = 256
     c.model.D.epilogue_kwargs = ml_collections.ConfigDict({"mbstd_group_size": 4})  # cfg_specs 'mbstd'
 
-    c.train = ml_collections.ConfigDict()
     c.train.batch_size = 32  # global batch over all devices; cfg_specs 'mb'
     c.train.num_shards = ml_collections.FieldReference(None, field_type=int)  # mbstd/mixing shards; None = one per device
     # NVIDIA's --batch-gpu: each device runs its share of the batch in rounds of batch_gpu images (mbstd
@@ -103,9 +122,6 @@ def stylegan2(resolution: int = 32) -> ml_collections.ConfigDict:
     c.train.ema_kimg = 10.0  # cfg_specs 'ema'
     c.train.ema_rampup = ml_collections.FieldReference(None, field_type=float)  # cfg_specs 'ramp'
 
-    c.log = log_config(every_steps=50, sample_every_kimg=4.0)  # training_loop kimg_per_tick
-
-    c.fid = fid_config()
-
-    c.checkpoint = checkpoint_config(every_kimg=200.0)  # network_snapshot_ticks 50 x kimg_per_tick 4
+    # run_config's log / checkpoint cadence: training_loop kimg_per_tick 4 (a grid each tick),
+    # network_snapshot_ticks 50 (a checkpoint every 200 kimg); FID at each snapshot.
     return c

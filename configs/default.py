@@ -8,7 +8,7 @@ coloured shapes on gradient backgrounds. Settings follow NVIDIA's ``cifar`` pres
 no path length, map 2, ema ramp-up 0.05), with channels reduced for a CPU.
 """
 
-from configs import common
+from gan_jax.configs import common
 
 
 def get_config(arg: str | None = None):

@@ -11,7 +11,7 @@ growing 4x4 -> 1024x1024 with 600 kimg per training and per fade-in phase). ``:t
 CPU-minutes run on the embedded dataset growing 4x4 -> 32x32 through three fade-ins.
 """
 
-from configs import progan_common
+from gan_jax.configs import progan_common
 
 
 def get_config(arg: str | None = None):

@@ -9,7 +9,7 @@ a day on one V100-class GPU for these small networks (estimate; the official REA
 CelebA-HQ). ``:tiny``: a CPU-minutes run on the embedded dataset with 10 classes (AC-GAN head).
 """
 
-from configs import progan_common
+from gan_jax.configs import progan_common
 
 
 def get_config(arg: str | None = None):

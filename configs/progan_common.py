@@ -9,27 +9,14 @@ from __future__ import annotations
 
 import ml_collections
 
-from configs import common
+from gan_jax.configs import common
 
 
 def progan(resolution: int = 1024) -> ml_collections.ConfigDict:
     """The ProGAN recipe with the official defaults; configs override what their preset changes."""
-    c = ml_collections.ConfigDict()
-    c.recipe = "progan"
-    c.seed = 1000  # config.py random_seed
-
-    c.data = ml_collections.ConfigDict()
-    c.data.source = "embedded"
-    c.data.resolution = resolution
-    c.data.channels = 3  # filled in from the dataset at start-up
+    c = common.run_config("progan", resolution, seed=1000)  # config.py random_seed
     c.data.xflip = False  # train_progressive_gan(mirror_augment=False)
-    c.data.use_labels = False  # dataset max_label_size 0
-    c.data.num_images = 4096  # embedded dataset only
-    c.data.num_classes = 0  # embedded dataset only
-    c.data.prefetch = 2
-    c.data.prepare_command = ""
 
-    c.model = ml_collections.ConfigDict()
     c.model.c_dim = 0  # filled in from the dataset's labels when data.use_labels (G/D label_size)
     c.model.dtype = "float32"  # the fp32 presets
     c.model.G = ml_collections.ConfigDict()  # networks.G_paper keyword arguments
@@ -51,8 +38,6 @@ def progan(resolution: int = 1024) -> ml_collections.ConfigDict:
     c.model.D.mbstd_group_size = 4
     c.model.D.fused_scale = True
 
-    c.train = ml_collections.ConfigDict()
-    c.train.batch_size = 16  # unused: the schedule's minibatch per resolution decides (minibatch_base)
     c.train.total_kimg = 15000.0  # train_progressive_gan(total_kimg=15000)
     c.train.num_gpus = 1  # config.num_gpus: the schedule rounds minibatches to a multiple of it
     c.train.num_shards = ml_collections.FieldReference(None, field_type=int)  # mbstd shards; None = devices

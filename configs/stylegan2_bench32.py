@@ -8,7 +8,7 @@ with ramp 0.05) with channel_base 4096 / channel_max 256, gamma 0.01 and no path
 ``cifar``), style mixing 0.9, D resnet; fp32 and no conv clamp on CPU, as the driver there.
 """
 
-from configs import common
+from gan_jax.configs import common
 
 
 def get_config(arg: str | None = None):

@@ -8,7 +8,7 @@ NVIDIA's reference run is 100M images on 2 V100s (about 2 weeks). ``:tiny`` is a
 run on the embedded dataset with 10 classes.
 """
 
-from configs import common
+from gan_jax.configs import common
 
 
 def get_config(arg: str | None = None):

@@ -11,7 +11,7 @@ Variants (``--config=configs/stylegan2_ffhq.py:VARIANT``):
   tiny    64x64 with few channels: a smoke run of the full recipe (path length, style mixing) in minutes.
 """
 
-from configs import common
+from gan_jax.configs import common
 
 
 def get_config(arg: str | None = None):

@@ -10,27 +10,14 @@ from __future__ import annotations
 
 import ml_collections
 
-from configs import common
+from gan_jax.configs import common
 
 
 def stylegan(resolution: int = 1024) -> ml_collections.ConfigDict:
     """The StyleGAN recipe with the official defaults; configs override what their setup changes."""
-    c = ml_collections.ConfigDict()
-    c.recipe = "stylegan"
-    c.seed = 1000  # train.py tf_config 'rnd.np_random_seed': 1000
-
-    c.data = ml_collections.ConfigDict()
-    c.data.source = "embedded"
-    c.data.resolution = resolution
-    c.data.channels = 3  # filled in from the dataset at start-up
+    c = common.run_config("stylegan", resolution, seed=1000)  # train.py tf_config 'rnd.np_random_seed': 1000
     c.data.xflip = False  # training_loop(mirror_augment=False)
-    c.data.use_labels = False  # label_size 0 unless the dataset has labels
-    c.data.num_images = 4096  # embedded dataset only
-    c.data.num_classes = 0  # embedded dataset only
-    c.data.prefetch = 2
-    c.data.prepare_command = ""
 
-    c.model = ml_collections.ConfigDict()
     c.model.c_dim = 0  # filled in from the dataset's labels when data.use_labels (G/D label_size)
     c.model.dtype = "float32"  # the official configs train in float32
     c.model.G = ml_collections.ConfigDict()  # G_style / G_mapping / G_synthesis keyword arguments
@@ -55,8 +42,6 @@ def stylegan(resolution: int = 1024) -> ml_collections.ConfigDict:
     c.model.D.fused_scale = "auto"
     c.model.D.blur_filter = (1, 2, 1)
 
-    c.train = ml_collections.ConfigDict()
-    c.train.batch_size = 32  # unused by growing runs: the schedule's minibatch per resolution decides
     c.train.total_kimg = 25000.0  # train.py: train.total_kimg = 25000
     c.train.num_gpus = 8  # train.py '-8gpu' (all paper runs): the schedule rounds minibatches to a multiple
     c.train.num_shards = ml_collections.FieldReference(None, field_type=int)  # mbstd/mixing shards; None = devices

@@ -12,7 +12,7 @@ identical results). ``:tiny`` is a CPU-minutes run on the embedded dataset growi
 through two fade-ins (about a minute of training on 2 CPU cores plus compilation).
 """
 
-from configs import stylegan_common
+from gan_jax.configs import stylegan_common
 
 
 def get_config(arg: str | None = None):

@@ -27,7 +27,9 @@ def evaluate(workdir: str, metrics: list[str], step: int | None = None, data: st
     import jax
     import ml_collections
 
-    from gan_jax import checkpoint, parallel, recipes, train
+    from gan_jax import checkpoint, parallel, recipes
+    from gan_jax.compiled import initial_state
+    from gan_jax.run_config import open_dataset
     from gan_jax.metrics import evaluation
     from gan_jax.metrics import weights as weights_lib
 
@@ -42,20 +44,17 @@ def evaluate(workdir: str, metrics: list[str], step: int | None = None, data: st
     config = ml_collections.ConfigDict(ckpt.saved_config(step))
     if data:
         config.data.source = data
-    recipe = recipes.get_recipe(config.recipe)
     mesh = parallel.make_mesh()
-    source = train.open_dataset(config)
-    state = ckpt.restore(recipe.create_state(config, jax.random.PRNGKey(0), mesh), config.to_dict(), step)
+    recipe = recipes.build(config, mesh)
+    source = open_dataset(config)
+    state = ckpt.restore(initial_state(recipe, mesh), config.to_dict(), step)
     ckpt.close()
     path = weights_lib.find_weights(inception)
     if path is None and download:
         path = weights_lib.download_pytorch_fid()
     if path is None:
         raise weights_lib.InceptionWeightsMissing(weights_lib.missing_message(inception))
-    sampling = recipe.sampling(config, mesh) if hasattr(recipe, "sampling") else None
-    z_dim = sampling.z_dim if sampling is not None else int(config.model.G.z_dim)
-    evaluator = evaluation.Evaluator(mesh, source, jax.jit(recipe.sample_fn(config, mesh)), z_dim,
-                                     int(config.model.c_dim), weights_lib.read_weights_file(path),
+    evaluator = evaluation.Evaluator(mesh, source, jax.jit(recipe.sample), recipe.sampling().z_dim, recipe.c_dim, weights_lib.read_weights_file(path),
                                      convention=convention, batch_size=batch_size,
                                      weights_id=evaluation.weights_identity(path), seed=int(config.seed))
     out: dict[str, Any] = {}

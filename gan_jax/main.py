@@ -3,6 +3,11 @@
 ``--config`` is an ml_collections config file (``path.py`` or ``path.py:variant``); any field can
 be overridden, e.g. ``--config.train.batch_size=64``. Without ``--config`` the embedded demo
 (``configs/default.py``) runs. The same command resumes from the latest checkpoint in DIR.
+
+The repository's ``configs/`` folder is installed as the package ``gan_jax.configs``: a
+``--config=configs/NAME.py`` (or ``NAME.py``) that does not exist relative to the current folder is
+looked up there, so the README's commands work from any folder after ``pip install .``. A path
+that exists is used as given (a copied and edited config anywhere).
 """
 
 from __future__ import annotations
@@ -15,10 +20,10 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-_DEFAULT_CONFIG = os.path.join(_REPO, "configs", "default.py")
-if _REPO not in sys.path:  # config files import their shared defaults as `configs.common`
-    sys.path.append(_REPO)
+import gan_jax.configs
+
+CONFIGS_DIR = os.path.dirname(os.path.abspath(gan_jax.configs.__file__))  # the installed configs/ folder
+_DEFAULT_CONFIG = os.path.join(CONFIGS_DIR, "default.py")
 
 _CONFIG = config_flags.DEFINE_config_file("config", _DEFAULT_CONFIG, "Training configuration file.", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, TensorBoard logs and samples.")
@@ -66,6 +71,51 @@ def main(argv: list[str]) -> None:
     train.train(_CONFIG.value, _WORKDIR.value)
 
 
+def resolve_config_spec(spec: str) -> str:
+    """``path.py[:arg]`` with a missing ``configs/NAME.py`` (or ``NAME.py``) replaced by the packaged one.
+
+    A path that exists relative to the current folder is used as given; so is any other path (then
+    config_flags reports the missing file).
+    """
+    path, sep, arg = spec.partition(":")
+    if not path or os.path.exists(path):
+        return spec
+    folder, name = os.path.split(os.path.normpath(path))
+    packaged = os.path.join(CONFIGS_DIR, name)
+    if folder in ("", "configs") and name.endswith(".py") and name != "__init__.py" and os.path.isfile(packaged):
+        return packaged + sep + arg
+    return spec
+
+
+def _resolve_config_flag(argv: list[str]) -> list[str]:
+    """``argv`` with the value of ``--config=SPEC`` / ``--config SPEC`` passed through ``resolve_config_spec``."""
+    out = list(argv)
+    for i in range(1, len(out)):
+        arg = out[i]
+        if arg == "--":
+            break
+        for name in ("--config", "-config"):
+            if arg.startswith(name + "="):
+                out[i] = f"{name}={resolve_config_spec(arg[len(name) + 1:])}"
+            elif arg == name and i + 1 < len(out):
+                out[i + 1] = resolve_config_spec(out[i + 1])
+    return out
+
+
+def _config_spec(argv: list[str]) -> str:
+    """The ``--config`` value in ``argv`` (the last one wins, as in absl), else the default config."""
+    spec = _DEFAULT_CONFIG
+    for i, arg in enumerate(argv[1:], 1):
+        if arg == "--":
+            break
+        for name in ("--config", "-config"):
+            if arg.startswith(name + "="):
+                spec = arg[len(name) + 1:]
+            elif arg == name and i + 1 < len(argv):
+                spec = argv[i + 1]
+    return spec
+
+
 def _load_config(spec: str):
     """The ConfigDict of ``path.py[:arg]``, loaded as config_flags loads it."""
     path, _, arg = spec.partition(":")
@@ -76,11 +126,18 @@ def _load_config(spec: str):
 
 
 def _parse_flags(argv: list[str]) -> list[str]:
-    """absl flag parsing; an unknown ``--config.x`` override is one line naming the closest key."""
+    """absl flag parsing; a missing ``configs/NAME.py`` is the packaged config of that name
+    (``resolve_config_spec``); an unknown ``--config.x`` override is one line naming the closest key."""
+    argv = _resolve_config_flag(argv)
+    path = _config_spec(argv).partition(":")[0]
+    if not os.path.isfile(path):  # config_flags would only fail when the config is first read
+        names = sorted(f for f in os.listdir(CONFIGS_DIR)
+                       if f.endswith(".py") and not f.endswith(("common.py", "__init__.py")))
+        sys.exit(f"error: config file {path!r} not found (relative to {os.getcwd()}); the packaged configs "
+                 f"are configs/NAME.py with NAME.py one of {', '.join(names)}")
     if any(a.startswith("--config.") for a in argv):
-        spec = next((a.split("=", 1)[1] for a in argv if a.startswith("--config=")), _DEFAULT_CONFIG)
         try:
-            config = _load_config(spec)
+            config = _load_config(_config_spec(argv))
         except Exception:  # noqa: BLE001 - config_flags reports a broken file itself, below
             config = None
         if config is not None:

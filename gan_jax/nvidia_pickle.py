@@ -4,11 +4,11 @@ NVIDIA's snapshots are plain pickles whose networks are "persistence records": a
 ``torch_utils.persistence._reconstruct_persistent_obj(meta)`` where ``meta`` carries the whole
 Python source of the defining module (``module_src``), the class name and the module's
 ``__dict__``. Loading them with ``pickle.load`` executes that source. This module reads them
-with a restricted :class:`pickle.Unpickler` instead:
+with the restricted unpickler of :mod:`gan_jax.restricted_pickle` instead:
 
 * every global the file names (GLOBAL, STACK_GLOBAL, INST, OBJ) goes through ``find_class``,
-  a lookup in a fixed allow-table that maps it to this module's own stand-in (a plain-data
-  record builder, a numpy array builder, ...). Anything else raises
+  a lookup in a fixed allow-table (:data:`FORMAT_A_GLOBALS`, :data:`TF_NETWORK_GLOBALS`) that maps
+  it to a stand-in (a plain-data record builder, a numpy array builder, ...). Anything else raises
   ``pickle.UnpicklingError("refused global posix.system")`` and nothing from the file runs;
 * ``module_src`` is checked to be a string and dropped: it is never compiled or executed;
 * tensors are rebuilt as numpy arrays from the nested ``torch.save`` payload of their storage,
@@ -16,7 +16,7 @@ with a restricted :class:`pickle.Unpickler` instead:
   ``torch.<X>Storage`` dtype tokens, and only the documented persistent-id tuple);
 * BUILD on anything the file reached through ``find_class`` is refused (it would set attributes
   on this module's own objects); stand-ins check the types of their arguments;
-* before unpickling, each pickle's opcodes are walked once (:func:`_scan`) to refuse lengths
+* before unpickling, each pickle's opcodes are walked once (``restricted_pickle.scan``) to refuse lengths
   beyond the end of the data and absurd memo indices, which would make CPython's C unpickler
   allocate gigabytes from a few corrupt bytes; the arrays a load creates are capped at a few
   times the file size (memo references cannot multiply one payload); tensor views larger than
@@ -69,18 +69,14 @@ from __future__ import annotations
 import collections
 import dataclasses
 import io
-import math
 import os
 import pickle
-import pickletools
 import re
-import struct
-import threading
-import types
-import zipfile
 from typing import Any, BinaryIO, Mapping
 
 import numpy as np
+
+from gan_jax import restricted_pickle as rp
 
 __all__ = [
     "EasyDict",
@@ -95,15 +91,10 @@ __all__ = [
 ]
 
 PERSISTENCE_VERSION = 6  # torch_utils/persistence.py `_version` (ADA and StyleGAN3 alike)
-_TORCH_LEGACY_MAGIC = 0x1950A86A20F9469CFC6C  # first pickle of a legacy (non-zip) torch.save
-_TORCH_LEGACY_PROTOCOL = 1001
-_MAX_DEPTH = 200  # nesting of modules in a snapshot is < 10
 _MAX_MODULE_VISITS = 100_000  # a real network has a few hundred modules
-_BUDGET = threading.local()  # bytes of arrays the current load may still create (per thread)
-_BUDGET_SLACK = 64 << 20  # ... on top of 6x the file size
 
 
-class NvidiaPickleError(pickle.UnpicklingError, ValueError):
+class NvidiaPickleError(rp.RestrictedPickleError):
     """A file that this safe loader will not or cannot read (the message says which and why)."""
 
 
@@ -141,7 +132,7 @@ class EasyDict(dict):
         return (EasyDict, (dict(self),))
 
 
-class PersistentRecord(dict):
+class PersistentRecord(dict, rp.Container):
     """One ``persistent_class`` object: ``{'class_name', 'init_args', 'init_kwargs', 'state'}``.
 
     ``state`` is the torch module's ``__dict__`` as plain data (``_parameters``, ``_buffers``,
@@ -150,6 +141,12 @@ class PersistentRecord(dict):
 
     def __setstate__(self, state: Any) -> None:
         raise NvidiaPickleError("BUILD applied to a persistence record (NVIDIA's records have no BUILD)")
+
+    def resolve_contents(self, resolve: Any) -> None:
+        """Once the state is read: ``init_args`` / ``init_kwargs`` are its ``_init_args`` / ``_init_kwargs``."""
+        state = self["state"]
+        self["init_args"] = state.get("_init_args", ())
+        self["init_kwargs"] = state.get("_init_kwargs", {})
 
     @property
     def class_name(self) -> str:
@@ -186,7 +183,7 @@ def _reconstruct_persistent_obj(meta: Any = None, *extra: Any) -> PersistentReco
     return PersistentRecord(class_name=class_name, init_args=(), init_kwargs={}, state=state)
 
 
-class _TFNetworkStub:
+class _TFNetworkStub(rp.Container):
     """``dnnlib.tflib.network.Network`` / ``tfutil.Network`` (TF formats B, C, D): keeps the state
     dict (BUILD); :func:`_tf_network` turns it into a :class:`TFNetwork` record."""
 
@@ -194,6 +191,10 @@ class _TFNetworkStub:
         if not isinstance(state, dict):
             raise NvidiaPickleError(f"TF network state is a {type(state).__name__}, expected a dict")
         self.state = state
+
+    def resolve_contents(self, resolve: Any) -> None:
+        if hasattr(self, "state"):
+            self.state = resolve(self.state)
 
     def describe(self) -> str:
         raise NotImplementedError
@@ -215,439 +216,31 @@ class _TfutilNetwork(_TFNetworkStub):
         return "ProGAN TensorFlow pickle (tfutil.Network, format C of PICKLE_FORMATS.md)"
 
 
-class _Frozen:
-    """Objects the file can reach but must not modify: BUILD on them is refused (it would otherwise
-    set attributes on this module's singletons)."""
-
-    __slots__ = ()
-
-    def __setstate__(self, state: Any) -> None:
-        raise NvidiaPickleError(f"BUILD applied to {self!r}; refused")
-
-
-class _Token(_Frozen):
-    """A global that is only ever an argument (``numpy.ndarray``, ``torch.FloatStorage``)."""
-
-    __slots__ = ("qualname", "dtype")
-
-    def __init__(self, qualname: str, dtype: Any = None):
-        self.qualname, self.dtype = qualname, dtype
-
-    def __repr__(self) -> str:
-        return f"<{self.qualname}>"
-
-
-class _StandIn(_Frozen):
-    """What ``find_class`` returns for a function: calls it with positional arguments only."""
-
-    __slots__ = ("_func", "_qualname")
-
-    def __init__(self, func: Any, qualname: str):
-        self._func, self._qualname = func, qualname
-
-    def __call__(self, *args: Any) -> Any:
-        return self._func(*args)
-
-    def __repr__(self) -> str:
-        return f"<stand-in for {self._qualname}>"
-
-
-_NDARRAY = _Token("numpy.ndarray")
-
-# numpy dtypes that may appear: bool and fixed-size numbers. No object, void, string or datetime.
-_DTYPE_CODE = re.compile(r"(b1|[iu][1248]|f[248]|c8|c16)")
-
-
-class _DtypeStub:
-    """``numpy.dtype(code, align, copy)`` + BUILD ``(3, byteorder, None, None, None, -1, -1, 0)``."""
-
-    __slots__ = ("dtype",)
-
-    def __init__(self, code: str):
-        self.dtype = np.dtype(code)
-
-    def __setstate__(self, state: Any) -> None:
-        if not (isinstance(state, tuple) and len(state) == 8 and state[0] == 3):
-            raise NvidiaPickleError(f"unsupported numpy dtype state {state!r:.80}")
-        _, byteorder, subarray, names, fields, elsize, alignment, flags = state
-        if (subarray, names, fields) != (None, None, None) or flags != 0:
-            raise NvidiaPickleError(f"refused numpy dtype state {state!r:.80} (structured or object dtype)")
-        if byteorder in ("<", ">"):
-            self.dtype = self.dtype.newbyteorder(byteorder)
-        elif byteorder not in ("|", "="):
-            raise NvidiaPickleError(f"numpy dtype byte order {byteorder!r}")
-
-
-def _np_dtype(code: Any = None, align: Any = False, copy: Any = True) -> _DtypeStub:
-    if not isinstance(code, str) or not _DTYPE_CODE.fullmatch(code) or not isinstance(align, bool):
-        raise NvidiaPickleError(f"refused numpy dtype {code!r} (only bool, integer, float and complex numbers)")
-    return _DtypeStub(code)
-
-
-def _as_dtype(x: Any) -> np.dtype:
-    if not isinstance(x, _DtypeStub):
-        raise NvidiaPickleError(f"expected a numpy dtype, found {type(x).__name__}")
-    return x.dtype
-
-
-def _np_scalar(dtype: Any = None, data: Any = None) -> np.generic:
-    """``numpy.core.multiarray.scalar(dtype, raw_bytes)``."""
-    dt = _as_dtype(dtype)
-    if not isinstance(data, (bytes, bytearray)) or len(data) != dt.itemsize:
-        raise NvidiaPickleError(f"numpy scalar of {dt} with {type(data).__name__} data")
-    return np.frombuffer(bytes(data), dtype=dt)[0]
-
-
-def _shape_tuple(shape: Any, what: str) -> tuple[int, ...]:
-    if not isinstance(shape, (tuple, list)) or len(shape) > 64 or not all(type(n) is int and n >= 0 for n in shape):
-        raise NvidiaPickleError(f"{what}: bad shape {shape!r:.80}")
-    return tuple(shape)
-
-
-def _charge(nbytes: int, what: str) -> None:
-    """Arrays made while loading may not exceed a few times the file's size: a file that reuses
-    one payload or one storage many times (memo references) must not exhaust memory."""
-    budget = getattr(_BUDGET, "state", None)
-    if budget is None:
-        return
-    if nbytes > budget[0]:
-        raise NvidiaPickleError(f"{what}: the file's arrays would take more than {budget[1]} bytes, several times "
-                                "the size of the file itself; corrupt or hostile file")
-    budget[0] -= nbytes
-
-
-def _array_from_bytes(raw: Any, dt: np.dtype, shape: tuple[int, ...], order: str, what: str) -> np.ndarray:
-    numel = math.prod(shape)
-    if not isinstance(raw, (bytes, bytearray)) or len(raw) != numel * dt.itemsize:
-        size = len(raw) if isinstance(raw, (bytes, bytearray)) else type(raw).__name__
-        raise NvidiaPickleError(f"{what}: {numel} x {dt} needs {numel * dt.itemsize} bytes, found {size}")
-    if numel == 0:
-        return np.zeros(shape, dtype=dt)
-    _charge(numel * dt.itemsize, what)
-    return np.frombuffer(raw, dtype=dt, count=numel).reshape(shape, order=order).copy()
-
-
-class _ArrayStub:
-    """``numpy.core.multiarray._reconstruct(numpy.ndarray, (0,), b'b')``; BUILD gives the data.
-    Replaced by the array itself once the whole file is read."""
-
-    __slots__ = ("array",)
-
-    def __init__(self):
-        self.array = None
-
-    def __setstate__(self, state: Any) -> None:
-        if isinstance(state, tuple) and len(state) == 5 and state[0] == 1:
-            state = state[1:]
-        if not (isinstance(state, tuple) and len(state) == 4):
-            raise NvidiaPickleError("unsupported numpy array state")
-        shape, dtype, is_fortran, raw = state
-        dt = _as_dtype(dtype)
-        if not isinstance(is_fortran, bool):
-            raise NvidiaPickleError("numpy array state: is_fortran is not a bool")
-        self.array = _array_from_bytes(raw, dt, _shape_tuple(shape, "numpy array"), "F" if is_fortran else "C",
-                                       "numpy array")
-
-
-def _np_reconstruct(subtype: Any = None, shape: Any = None, typecode: Any = None) -> _ArrayStub:
-    if subtype is not _NDARRAY:
-        raise NvidiaPickleError(f"numpy _reconstruct of {subtype!r:.60}; only numpy.ndarray is allowed")
-    return _ArrayStub()
-
-
-def _np_frombuffer(buf: Any = None, dtype: Any = None, shape: Any = None, order: Any = "C") -> np.ndarray:
-    """``numpy._core.numeric._frombuffer`` (protocol 5)."""
-    if order not in ("C", "F"):
-        raise NvidiaPickleError(f"numpy _frombuffer order {order!r}")
-    return _array_from_bytes(buf, _as_dtype(dtype), _shape_tuple(shape, "numpy array"), order, "numpy array")
-
-
-def _codecs_encode(obj: Any = None, encoding: Any = "utf-8") -> bytes:
-    """``_codecs.encode(str, 'latin1')``: how protocol 2 writes ``bytes``."""
-    if not isinstance(obj, str) or encoding not in ("latin1", "latin-1"):
-        raise NvidiaPickleError(f"refused _codecs.encode of {type(obj).__name__} with {encoding!r:.20}")
-    return obj.encode("latin1")
-
-
-def _bytes(*args: Any) -> bytes:
-    """``__builtin__.bytes()`` (protocol 2 writes an empty bytes object so)."""
-    if not args:
-        return b""
-    if len(args) == 1 and isinstance(args[0], (bytes, bytearray)):
-        return bytes(args[0])
-    raise NvidiaPickleError("refused bytes() call with non-bytes arguments")
-
-
-# torch storage class -> little-endian numpy dtype ('bfloat16' is widened to float32).
-_STORAGE_DTYPES = {
-    "FloatStorage": "<f4", "DoubleStorage": "<f8", "HalfStorage": "<f2", "BFloat16Storage": "bfloat16",
-    "LongStorage": "<i8", "IntStorage": "<i4", "ShortStorage": "<i2", "CharStorage": "i1",
-    "ByteStorage": "u1", "BoolStorage": "?",
-}
-_STORAGE_TOKENS = {name: _Token(f"torch.{name}", dtype) for name, dtype in _STORAGE_DTYPES.items()}
-
-
-class _Storage(_Frozen):
-    """A torch storage read from a ``_load_from_bytes`` payload: a flat array."""
-
-    __slots__ = ("array",)
-
-    def __init__(self, array: np.ndarray):
-        self.array = array
-
-
-class _PendingStorage(_Frozen):
-    __slots__ = ("token", "key", "numel")
-
-    def __init__(self, token: _Token, key: str, numel: int):
-        self.token, self.key, self.numel = token, key, numel
-
-
-class _PayloadUnpickler(pickle.Unpickler):
-    """One pickle of a nested ``torch.save`` payload: no globals but ``torch.<X>Storage`` (when
-    ``storage_ids`` is the persistent-id length to accept), nothing else."""
-
-    def __init__(self, file: BinaryIO, storage_ids: int | None = None):
-        super().__init__(file, fix_imports=False)
-        self._storage_ids = storage_ids
-        self.pending: _PendingStorage | None = None
-
-    def find_class(self, module: str, name: str) -> Any:
-        if self._storage_ids is not None and module == "torch" and name in _STORAGE_TOKENS:
-            return _STORAGE_TOKENS[name]
-        raise NvidiaPickleError(f"refused global in storage payload: {_clean(module)}.{_clean(name)}")
-
-    def persistent_load(self, pid: Any) -> Any:
-        n = self._storage_ids
-        ok = (n is not None and self.pending is None and isinstance(pid, tuple) and len(pid) == n
-              and pid[0] == "storage" and isinstance(pid[1], _Token) and pid[1].qualname.startswith("torch.")
-              and isinstance(pid[2], str) and isinstance(pid[3], str) and type(pid[4]) is int and pid[4] >= 0
-              and (n == 5 or pid[5] is None))
-        if not ok:
-            raise NvidiaPickleError(f"refused persistent id in storage payload: {pid!r:.100}")
-        self.pending = _PendingStorage(pid[1], pid[2], pid[4])
-        return self.pending
-
-
-def _storage_array(token: _Token, numel: int, raw: bytes, what: str) -> np.ndarray:
-    if token.dtype == "bfloat16":  # no numpy dtype: widen exactly to float32
-        bits = _array_from_bytes(raw, np.dtype("<u2"), (numel,), "C", what)
-        _charge(4 * numel, what)
-        return (bits.astype(np.uint32) << 16).view(np.float32)
-    return _array_from_bytes(raw, np.dtype(token.dtype), (numel,), "C", what)
-
-
-def _load_payload_pickle(f: BinaryIO, storage_ids: int | None = None) -> tuple[Any, _PayloadUnpickler]:
-    _scan(f, "storage payload")
-    u = _PayloadUnpickler(f, storage_ids)
-    try:
-        return u.load(), u
-    except NvidiaPickleError:
-        raise
-    except Exception as e:  # noqa: BLE001 (any parse failure is a corrupt payload)
-        raise NvidiaPickleError(f"corrupt storage payload ({type(e).__name__}: {_clean(e, 200)})") from None
-
-
-def _load_from_bytes(payload: Any = None) -> _Storage:
-    """``torch.storage._load_from_bytes(b)``: a complete ``torch.save`` of one storage."""
-    if not isinstance(payload, (bytes, bytearray)):
-        raise NvidiaPickleError(f"storage payload is a {type(payload).__name__}, expected bytes")
-    payload = bytes(payload)
-    if payload[:4] == b"PK\x03\x04":
-        return _load_zip_payload(payload)
-    f = io.BytesIO(payload)
-    magic, _ = _load_payload_pickle(f)
-    if magic != _TORCH_LEGACY_MAGIC:
-        raise NvidiaPickleError("storage payload without torch.save's magic number")
-    version, _ = _load_payload_pickle(f)
-    if version != _TORCH_LEGACY_PROTOCOL:
-        raise NvidiaPickleError(f"storage payload of torch.save protocol {version!r}, expected 1001")
-    sys_info, _ = _load_payload_pickle(f)
-    if not isinstance(sys_info, dict):
-        raise NvidiaPickleError("storage payload: bad sys_info record")
-    obj, u = _load_payload_pickle(f, storage_ids=6)
-    pending = u.pending
-    if pending is None or obj is not pending:
-        raise NvidiaPickleError("storage payload does not hold exactly one storage")
-    keys, _ = _load_payload_pickle(f)
-    if keys != [pending.key]:
-        raise NvidiaPickleError(f"storage payload key list {keys!r:.60} does not match {pending.key!r}")
-    head = f.read(8)
-    if len(head) != 8 or struct.unpack("<q", head)[0] != pending.numel:
-        raise NvidiaPickleError("storage payload: element count missing or different from the storage's")
-    itemsize = 2 if pending.token.dtype == "bfloat16" else np.dtype(pending.token.dtype).itemsize
-    raw = f.read(pending.numel * itemsize)  # storages are little-endian whatever the writer's machine
-    array = _storage_array(pending.token, pending.numel, raw, f"storage {pending.token.qualname}")
-    if f.read(1):
-        raise NvidiaPickleError("storage payload: extra bytes after the storage data")
-    return _Storage(array)
-
-
-def _load_zip_payload(payload: bytes) -> _Storage:
-    """The zip (``_use_new_zipfile_serialization=True``) form of ``torch.save(storage)``; NVIDIA's
-    files do not use it, newer torch versions might."""
-    try:
-        with zipfile.ZipFile(io.BytesIO(payload)) as z:
-            pkls = [n for n in z.namelist() if n == "data.pkl" or n.endswith("/data.pkl")]
-            if len(pkls) != 1:
-                raise NvidiaPickleError("zip storage payload without exactly one data.pkl")
-            prefix = pkls[0][: -len("data.pkl")]
-            info = z.getinfo(pkls[0])
-            if info.file_size > 1 << 20:
-                raise NvidiaPickleError("zip storage payload: data.pkl too large")
-            obj, u = _load_payload_pickle(io.BytesIO(z.read(info)), storage_ids=5)
-            pending = u.pending
-            if pending is None or obj is not pending:
-                raise NvidiaPickleError("zip storage payload does not hold exactly one storage")
-            names = set(z.namelist())
-            order = z.read(prefix + "byteorder").strip() if prefix + "byteorder" in names else b"little"
-            if order not in (b"little", b"big"):
-                raise NvidiaPickleError(f"zip storage payload byteorder {order!r:.20}")
-            if not re.fullmatch(r"[0-9A-Za-z_.-]+", pending.key) or prefix + "data/" + pending.key not in names:
-                raise NvidiaPickleError(f"zip storage payload lacks the data of storage {pending.key!r:.40}")
-            data = z.getinfo(prefix + "data/" + pending.key)
-            itemsize = 2 if pending.token.dtype == "bfloat16" else np.dtype(pending.token.dtype).itemsize
-            if data.file_size != pending.numel * itemsize:
-                raise NvidiaPickleError("zip storage payload: data size differs from the storage's")
-            raw = z.read(data)
-    except NvidiaPickleError:
-        raise
-    except Exception as e:  # noqa: BLE001
-        raise NvidiaPickleError(f"corrupt zip storage payload ({type(e).__name__}: {_clean(e, 200)})") from None
-    array = _storage_array(pending.token, pending.numel, raw, f"storage {pending.token.qualname}")
-    if order == b"big" and array.dtype.itemsize > 1:
-        array = array.view(array.dtype.newbyteorder(">")).astype(array.dtype)
-    return _Storage(array)
-
-
-def _empty_hooks(hooks: Any, what: str) -> None:
-    if hooks is not None and not (isinstance(hooks, dict) and not hooks):
-        raise NvidiaPickleError(f"{what} with backward hooks; refused")
-
-
-def _rebuild_tensor_v2(storage: Any = None, storage_offset: Any = None, size: Any = None, stride: Any = None,
-                       requires_grad: Any = False, backward_hooks: Any = None, metadata: Any = None,
-                       *extra: Any) -> np.ndarray:
-    """``torch._utils._rebuild_tensor_v2`` -> a C-contiguous numpy copy of the strided view."""
-    if extra or not isinstance(storage, _Storage):
-        raise NvidiaPickleError("tensor whose storage is not a torch.storage._load_from_bytes payload")
-    size = _shape_tuple(size, "tensor")
-    stride = _shape_tuple(stride, "tensor stride")
-    if len(stride) != len(size) or type(storage_offset) is not int or storage_offset < 0:
-        raise NvidiaPickleError(f"tensor with size {size}, stride {stride}, offset {storage_offset!r:.20}")
-    if not isinstance(requires_grad, bool):
-        raise NvidiaPickleError("tensor requires_grad is not a bool")
-    _empty_hooks(backward_hooks, "tensor")
-    if metadata is not None and not (isinstance(metadata, dict) and not metadata):
-        raise NvidiaPickleError("tensor with metadata (conj/neg bits...); refused")
-    flat = storage.array
-    if math.prod(size) == 0:
-        return np.zeros(size, dtype=flat.dtype)
-    last = storage_offset + sum((n - 1) * s for n, s in zip(size, stride, strict=True))
-    if last >= flat.size:
-        raise NvidiaPickleError(f"tensor view (offset {storage_offset}, size {size}, stride {stride}) "
-                                f"outside its storage of {flat.size} elements")
-    if math.prod(size) > flat.size:  # zero or overlapping strides (expand()): never in these networks
-        raise NvidiaPickleError(f"tensor view of size {size} (stride {stride}) larger than its storage of "
-                                f"{flat.size} elements; refused")
-    _charge(math.prod(size) * flat.itemsize, "tensor")
-    view = np.lib.stride_tricks.as_strided(flat[storage_offset:], shape=size,
-                                           strides=tuple(s * flat.itemsize for s in stride), writeable=False)
-    return np.array(view, order="C", copy=True)
-
-
-def _rebuild_parameter(data: Any = None, requires_grad: Any = False, backward_hooks: Any = None,
-                       *extra: Any) -> np.ndarray:
-    """``torch._utils._rebuild_parameter`` -> the array itself."""
-    if extra or not isinstance(data, np.ndarray) or not isinstance(requires_grad, bool):
-        raise NvidiaPickleError("parameter whose data is not a tensor")
-    _empty_hooks(backward_hooks, "parameter")
-    return data
-
-
-def _rebuild_parameter_with_state(data: Any = None, requires_grad: Any = False, backward_hooks: Any = None,
-                                  state: Any = None) -> np.ndarray:
-    """``torch._utils._rebuild_parameter_with_state`` (newer torch, Python attributes on a
-    parameter): the attributes are plain data and are dropped."""
-    return _rebuild_parameter(data, requires_grad, backward_hooks)
-
-
-def _np_globals() -> dict[tuple[str, str], Any]:
-    table: dict[tuple[str, str], Any] = {("numpy", "dtype"): _np_dtype, ("numpy", "ndarray"): _NDARRAY}
-    for core in ("numpy.core", "numpy._core"):  # numpy 1.x and numpy >= 2 spellings
-        table[(f"{core}.multiarray", "scalar")] = _np_scalar
-        table[(f"{core}.multiarray", "_reconstruct")] = _np_reconstruct
-        table[(f"{core}.numeric", "_frombuffer")] = _np_frombuffer
-    return table
-
-
 # (module, name) -> stand-in. Format A (PICKLE_FORMATS.md 1.6 / 6) + numpy (3) + the protocol-2/3
 # spellings of builtins, and the TF network classes (B/C/D) only so that they can be recognised.
-_BUILTINS = {
-    ("builtins", "set"): set, ("builtins", "frozenset"): frozenset, ("builtins", "bytes"): _bytes,
-    ("__builtin__", "set"): set, ("__builtin__", "frozenset"): frozenset, ("__builtin__", "bytes"): _bytes,
-    ("_codecs", "encode"): _codecs_encode,
-}
 FORMAT_A_GLOBALS: dict[tuple[str, str], Any] = {
     ("torch_utils.persistence", "_reconstruct_persistent_obj"): _reconstruct_persistent_obj,
     ("collections", "OrderedDict"): collections.OrderedDict,
     ("dnnlib.util", "EasyDict"): EasyDict,
-    ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor_v2,
-    ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
-    ("torch._utils", "_rebuild_parameter_with_state"): _rebuild_parameter_with_state,
-    ("torch.storage", "_load_from_bytes"): _load_from_bytes,
-    **_np_globals(),
-    **_BUILTINS,
+    ("torch._utils", "_rebuild_tensor_v2"): rp.rebuild_tensor_v2,
+    ("torch._utils", "_rebuild_parameter"): rp.rebuild_parameter,
+    ("torch._utils", "_rebuild_parameter_with_state"): rp.rebuild_parameter_with_state,
+    ("torch.storage", "_load_from_bytes"): rp.load_from_bytes,
+    **rp.numpy_globals(),
+    **rp.BUILTIN_GLOBALS,
 }
 TF_NETWORK_GLOBALS: dict[tuple[str, str], Any] = {
     ("dnnlib.tflib.network", "Network"): _DnnlibTFNetwork,
     ("tfutil", "Network"): _TfutilNetwork,
 }
-_ALLOWED = {key: _StandIn(value, ".".join(key)) if isinstance(value, types.FunctionType) else value
-            for key, value in {**FORMAT_A_GLOBALS, **TF_NETWORK_GLOBALS}.items()}
+_ALLOWED = rp.stand_ins({**FORMAT_A_GLOBALS, **TF_NETWORK_GLOBALS})
 
+# What a refused global tells about the file (by (module, name), or by root module).
 _HINTS = {
     ("network", "Network"): "a Theano-era ProGAN pickle, which this loader does not read",
     ("torch._utils", "_rebuild_tensor"): "a tensor pickled by a very old torch (< 1.0)",
+    "torch": "a torch object other than a tensor or parameter: not an NVIDIA persistence record",
 }
-_CODE_MODULES = {"os", "posix", "nt", "subprocess", "sys", "builtins", "__builtin__", "importlib", "runpy",
-                 "shutil", "socket", "pty", "code", "codeop", "marshal", "types", "functools", "operator",
-                 "copyreg", "copy_reg", "pickle", "_pickle", "io", "ctypes", "webbrowser"}
-
-
-def _clean(x: Any, limit: int = 120) -> str:
-    """File-given text made safe for a one-line message."""
-    s = str(x)
-    return s if s.isprintable() and len(s) <= limit else ascii(s)[1:-1][:limit]
-
-
-def _refusal(module: str, name: str) -> str:
-    msg = f"refused global {_clean(module)}.{_clean(name)}"
-    root = module.split(".")[0]
-    if (module, name) in _HINTS:
-        return f"{msg} ({_HINTS[(module, name)]})"
-    if root in _CODE_MODULES:
-        return f"{msg} (the file asks to call it while loading, i.e. to run code; nothing was executed)"
-    if root == "torch":
-        return f"{msg} (a torch object other than a tensor or parameter: not an NVIDIA persistence record)"
-    return f"{msg} (not one of the classes and functions an NVIDIA network pickle uses; nothing was executed)"
-
-
-class _SafeUnpickler(pickle.Unpickler):
-    """The restricted unpickler: ``find_class`` is a lookup in an allow-table, never an import."""
-
-    def __init__(self, file: BinaryIO, table: Mapping[tuple[str, str], Any] = _ALLOWED):
-        super().__init__(file, fix_imports=False)
-        self._table = table
-
-    def find_class(self, module: str, name: str) -> Any:
-        try:
-            return self._table[(module, name)]
-        except (KeyError, TypeError):
-            raise NvidiaPickleError(_refusal(str(module), str(name))) from None
-
-    def persistent_load(self, pid: Any) -> Any:
-        raise NvidiaPickleError(f"refused persistent id {pid!r:.60} (network pickles have none at the top level)")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -693,133 +286,33 @@ def _sniff(f: BinaryIO, label: str) -> tuple[BinaryIO, int]:
     return f, size
 
 
-_CODE2OP = {op.code.encode("latin-1"): op for op in pickletools.opcodes}
-_COUNTED = {pickletools.TAKEN_FROM_ARGUMENT1: "<B", pickletools.TAKEN_FROM_ARGUMENT4: "<i",
-            pickletools.TAKEN_FROM_ARGUMENT4U: "<I", pickletools.TAKEN_FROM_ARGUMENT8U: "<Q"}
-
-
-def _scan(f: BinaryIO, what: str = "pickle") -> None:
-    """Walk one pickle's opcodes (to its STOP) without building anything and reject what would make
-    the C unpickler allocate far more than the file holds: lengths (FRAME, BINBYTES8, ...) beyond
-    the end of the data, and memo indices far beyond the number of opcodes (the memo table is an
-    array sized by the largest index). Leaves ``f`` where it was."""
-    start = f.tell()
-    end = f.seek(0, io.SEEK_END)
-    f.seek(start)
-    count = 0
-
-    def bad(reason: str) -> NvidiaPickleError:
-        return NvidiaPickleError(f"truncated or corrupt {what} ({reason})")
-
-    try:
-        while True:
-            code = f.read(1)
-            op = _CODE2OP.get(code)
-            if op is None:
-                raise bad("pickle data was truncated" if not code else
-                          f"invalid pickle opcode {code!r} at byte {f.tell() - 1}")
-            arg, value = op.arg, None
-            if arg is None:
-                pass
-            elif arg.n >= 0:
-                data = f.read(arg.n)
-                if len(data) != arg.n:
-                    raise bad("pickle data was truncated")
-                value = int.from_bytes(data, "little") if op.name in ("FRAME", "BINPUT", "LONG_BINPUT") else None
-            elif arg.n == pickletools.UP_TO_NEWLINE:
-                for _ in range(2 if op.name in ("GLOBAL", "INST") else 1):
-                    line = f.readline(1 << 20)
-                    if not line.endswith(b"\n"):
-                        raise bad("pickle data was truncated, or a text argument is too long")
-                value = int(line) if op.name == "PUT" and line.strip().isdigit() else None
-            else:
-                fmt = _COUNTED[arg.n]
-                head = f.read(struct.calcsize(fmt))
-                if len(head) != struct.calcsize(fmt):
-                    raise bad("pickle data was truncated")
-                length = struct.unpack(fmt, head)[0]
-                if length < 0 or length > end - f.tell():
-                    raise bad(f"{op.name} of {length} bytes at byte {f.tell()} runs past the end of the data")
-                f.seek(length, io.SEEK_CUR)
-            if op.name == "FRAME" and value > end - f.tell():
-                raise bad(f"FRAME of {value} bytes runs past the end of the data")
-            if op.name in ("PUT", "BINPUT", "LONG_BINPUT") and value is not None and value > count + 1024:
-                raise bad(f"memo index {value} at opcode {count}")
-            count += 1
-            if op.name == "STOP":
-                return
-    finally:
-        f.seek(start)
-
-
-def _finalize(obj: Any, memo: dict[int, Any], depth: int = 0) -> Any:
-    """Replace the numpy stand-ins by what they stand for, in place where containers allow."""
-    if depth > _MAX_DEPTH:
-        raise NvidiaPickleError("objects nested too deeply")
-    key = id(obj)
-    if key in memo:
-        return memo[key]
-    if isinstance(obj, _ArrayStub):
-        if obj.array is None:
-            raise NvidiaPickleError("numpy array without data (no BUILD)")
-        memo[key] = obj.array
-        return obj.array
-    if isinstance(obj, _DtypeStub):
-        memo[key] = obj.dtype
-        return obj.dtype
-    if isinstance(obj, dict):  # dict, OrderedDict, EasyDict, PersistentRecord
-        memo[key] = obj
-        for k in list(obj):
-            obj[k] = _finalize(obj[k], memo, depth + 1)
-        if isinstance(obj, PersistentRecord):
-            state = obj["state"]
-            obj["init_args"] = state.get("_init_args", ())
-            obj["init_kwargs"] = state.get("_init_kwargs", {})
-        return obj
-    if isinstance(obj, list):
-        memo[key] = obj
-        obj[:] = [_finalize(v, memo, depth + 1) for v in obj]
-        return obj
-    if isinstance(obj, tuple):
-        memo[key] = obj  # provisional, for a cycle through a list/dict
-        out = tuple(_finalize(v, memo, depth + 1) for v in obj)
-        memo[key] = out
-        return out
-    if isinstance(obj, _TFNetworkStub):
-        memo[key] = obj
-        if hasattr(obj, "state"):
-            obj.state = _finalize(obj.state, memo, depth + 1)
-        return obj
-    return obj
 
 
 def _restricted_load(path_or_file: Any) -> tuple[str, Any]:
     label, f, close = _open(path_or_file)
-    label = _clean(label, 500)
+    label = rp.clean(label, 500)
     try:
         f, size = _sniff(f, label)
-        limit = 6 * size + _BUDGET_SLACK  # real files need ~2x (storage + tensor copy), bfloat16 5x
-        _BUDGET.state = [limit, limit]
-        try:
-            _scan(f)
-            obj = _SafeUnpickler(f).load()
-            obj = _finalize(obj, {})
-        except NvidiaPickleError as e:
-            raise type(e)(f"{label}: {e}") from None
-        except (EOFError, pickle.UnpicklingError) as e:
-            reason = f"{type(e).__name__}: {_clean(e, 200)}"
-            raise NvidiaPickleError(f"{label}: truncated or corrupt pickle ({reason})") from None
-        except RecursionError:
-            raise NvidiaPickleError(f"{label}: objects nested too deeply; corrupt or hostile pickle") from None
-        except Exception as e:  # noqa: BLE001 (a stand-in called with the wrong arguments, a bad opcode...)
-            reason = f"{type(e).__name__}: {_clean(e, 200)}"
-            raise NvidiaPickleError(f"{label}: corrupt or not a network pickle ({reason})") from None
+        with rp.array_budget(size):
+            try:
+                rp.scan(f)
+                obj = rp.RestrictedUnpickler(f, _ALLOWED, reader="an NVIDIA network pickle", hints=_HINTS,
+                                             error=NvidiaPickleError).load()
+                obj = rp.finalize(obj)
+            except rp.RestrictedPickleError as e:
+                raise (type(e) if isinstance(e, NvidiaPickleError) else NvidiaPickleError)(f"{label}: {e}") from None
+            except (EOFError, pickle.UnpicklingError) as e:
+                reason = f"{type(e).__name__}: {rp.clean(e, 200)}"
+                raise NvidiaPickleError(f"{label}: truncated or corrupt pickle ({reason})") from None
+            except RecursionError:
+                raise NvidiaPickleError(f"{label}: objects nested too deeply; corrupt or hostile pickle") from None
+            except Exception as e:  # noqa: BLE001 (a stand-in called with the wrong arguments, a bad opcode...)
+                reason = f"{type(e).__name__}: {rp.clean(e, 200)}"
+                raise NvidiaPickleError(f"{label}: corrupt or not a network pickle ({reason})") from None
     finally:
-        _BUDGET.state = None
         if close:
             f.close()
     return label, obj
-
 
 def restricted_load(path_or_file: Any) -> Any:
     """The object graph of a pickle, read with this module's restrictions (no code runs):
@@ -873,8 +366,8 @@ def _state_dict(record: PersistentRecord, where: str) -> dict[str, np.ndarray]:
         visits[0] += 1
         if visits[0] > _MAX_MODULE_VISITS:
             raise NvidiaPickleError(f"{where}: more than {_MAX_MODULE_VISITS} modules (shared submodules?); refused")
-        if id(rec) in active or depth > _MAX_DEPTH:
-            raise NvidiaPickleError(f"{where}: module {_clean(prefix.rstrip('.')) or '<top>'} contains itself")
+        if id(rec) in active or depth > rp.MAX_DEPTH:
+            raise NvidiaPickleError(f"{where}: module {rp.clean(prefix.rstrip('.')) or '<top>'} contains itself")
         active.add(id(rec))
         state = rec["state"]
         non_persistent = state.get("_non_persistent_buffers_set", set())
@@ -883,19 +376,19 @@ def _state_dict(record: PersistentRecord, where: str) -> dict[str, np.ndarray]:
         for kind in ("_parameters", "_buffers"):
             tensors = state.get(kind, {})
             if not isinstance(tensors, dict):
-                raise NvidiaPickleError(f"{where}: {_clean(prefix)}{kind} is a {type(tensors).__name__}, not a dict")
+                raise NvidiaPickleError(f"{where}: {rp.clean(prefix)}{kind} is a {type(tensors).__name__}, not a dict")
             for name, value in tensors.items():
                 if value is None or (kind == "_buffers" and name in non_persistent):
                     continue
                 if not isinstance(value, np.ndarray):
-                    raise NvidiaPickleError(f"{where}: {_clean(prefix + str(name))} is a {type(value).__name__}, "
+                    raise NvidiaPickleError(f"{where}: {rp.clean(prefix + str(name))} is a {type(value).__name__}, "
                                             "not a tensor")
                 out[f"{prefix}{name}"] = value
         for name, child in _children(rec, where).items():
             if child is None:
                 continue
             if not isinstance(child, PersistentRecord):
-                raise NvidiaPickleError(f"{where}: submodule {_clean(prefix + str(name))} is a {type(child).__name__}, "
+                raise NvidiaPickleError(f"{where}: submodule {rp.clean(prefix + str(name))} is a {type(child).__name__}, "
                                         "not an NVIDIA persistence record")
             visit(child, f"{prefix}{name}.", depth + 1)
         active.discard(id(rec))
@@ -1001,7 +494,7 @@ def _not_a_snapshot(obj: Any, label: str) -> NvidiaPickleError:
     if isinstance(obj, PersistentRecord):
         return NvidiaPickleError(f"{label}: a single {obj['class_name']} persistence record, not a network snapshot "
                                  "(a dict with 'G', 'D', 'G_ema', as NVIDIA's training loop writes)")
-    if type(obj) is int and obj == _TORCH_LEGACY_MAGIC:
+    if type(obj) is int and obj == rp.TORCH_LEGACY_MAGIC:
         return NvidiaPickleError(f"{label}: a legacy torch.save file, not an NVIDIA network pickle")
     if isinstance(obj, dict):
         keys = ", ".join(repr(k) for k in list(obj)[:8]) + (", ..." if len(obj) > 8 else "")
@@ -1069,17 +562,17 @@ def _tf_network(stub: Any, where: str, depth: int = 0) -> TFNetwork:
     fmt = _TF_FORMATS.get((type(stub), version)) if type(version) is int else None
     if fmt is None:
         known = sorted(v for c, v in _TF_FORMATS if c is type(stub))
-        raise NvidiaPickleError(f"{where}: {stub.describe()}, state version {_clean(version, 20)}; this loader reads "
+        raise NvidiaPickleError(f"{where}: {stub.describe()}, state version {rp.clean(version, 20)}; this loader reads "
                                 f"versions {known} of this class")
     unknown = sorted(str(k) for k in set(state) - _TF_STATE_KEYS)
     if unknown:
-        raise NvidiaPickleError(f"{where}: unknown Network state keys {_clean(unknown)}")
+        raise NvidiaPickleError(f"{where}: unknown Network state keys {rp.clean(unknown)}")
     name, func, kwargs = state.get("name"), state.get("build_func_name"), state.get("static_kwargs")
     if not isinstance(name, str) or not isinstance(func, str) or not isinstance(kwargs, dict):
         raise NvidiaPickleError(f"{where}: name, build_func_name and static_kwargs must be str, str and dict")
     if not isinstance(state.get("build_module_src", ""), str):
         raise NvidiaPickleError(f"{where}: build_module_src is not a string")  # dropped, never executed
-    where = f"{where} ({_clean(name, 60)})"
+    where = f"{where} ({rp.clean(name, 60)})"
     pairs = state.get("variables")
     if not isinstance(pairs, (list, tuple)):
         raise NvidiaPickleError(f"{where}: variables is a {type(pairs).__name__}, expected a list of (name, value)")
@@ -1088,8 +581,8 @@ def _tf_network(stub: Any, where: str, depth: int = 0) -> TFNetwork:
         if not (isinstance(item, (tuple, list)) and len(item) == 2 and isinstance(item[0], str)):
             raise NvidiaPickleError(f"{where}: a variables entry is not a (name, value) pair")
         if item[0] in variables:
-            raise NvidiaPickleError(f"{where}: variable {_clean(item[0])} appears twice")
-        variables[item[0]] = _tf_value(item[1], f"{where}: variable {_clean(item[0])}")
+            raise NvidiaPickleError(f"{where}: variable {rp.clean(item[0])} appears twice")
+        variables[item[0]] = _tf_value(item[1], f"{where}: variable {rp.clean(item[0])}")
     components = state.get("components", {})
     if fmt[0] == "C" and components:
         raise NvidiaPickleError(f"{where}: a tfutil.Network (ProGAN) with components; format C has none")
@@ -1097,13 +590,13 @@ def _tf_network(stub: Any, where: str, depth: int = 0) -> TFNetwork:
         raise NvidiaPickleError(f"{where}: components is a {type(components).__name__}, not a dict")
     records = {}
     for key, sub in components.items():
-        rec = _tf_network(sub, f"{where}: component {_clean(key, 40)}", depth + 1)
+        rec = _tf_network(sub, f"{where}: component {rp.clean(key, 40)}", depth + 1)
         if rec.format != fmt[0]:
-            raise NvidiaPickleError(f"{where}: component {_clean(key, 40)} is format {rec.format}, not {fmt[0]}")
+            raise NvidiaPickleError(f"{where}: component {rp.clean(key, 40)} is format {rec.format}, not {fmt[0]}")
         for local, value in rec.variables.items():
             full = f"{rec.name}/{local}"
             if full in variables:
-                raise NvidiaPickleError(f"{where}: variable {_clean(full)} appears twice")
+                raise NvidiaPickleError(f"{where}: variable {rp.clean(full)} appears twice")
             variables[full] = value
         records[str(key)] = rec
     return TFNetwork(name=name, build_func_name=func, static_kwargs=dict(kwargs), variables=variables, kind=fmt[1],
@@ -1136,7 +629,7 @@ def load_nvidia_pickle(path_or_file: Any) -> dict[str, Any]:
     except NvidiaPickleError:
         raise
     except Exception as e:  # noqa: BLE001 (odd structures in a file that unpickled fine)
-        reason = f"{type(e).__name__}: {_clean(e, 200)}"
+        reason = f"{type(e).__name__}: {rp.clean(e, 200)}"
         raise NvidiaPickleError(f"{label}: not a valid network snapshot ({reason})") from None
 
 

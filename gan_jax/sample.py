@@ -75,6 +75,7 @@ class Sampler:
         import ml_collections  # noqa: PLC0415
 
         from gan_jax import checkpoint, parallel, recipes  # noqa: PLC0415
+        from gan_jax.compiled import initial_state  # noqa: PLC0415
 
         ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"), async_save=False)
         if ckpt.latest_step() is None:
@@ -82,11 +83,11 @@ class Sampler:
                                     f"`python -m gan_jax.main --workdir={workdir}` or convert a pickle with "
                                     f"`python -m gan_jax.convert --source=PKL --dest={workdir}` first")
         self.config = ml_collections.ConfigDict(ckpt.saved_config(step))
-        recipe = recipes.get_recipe(self.config.recipe)
         mesh = parallel.make_mesh()
-        self.state = ckpt.restore(recipe.create_state(self.config, jax.random.PRNGKey(0), mesh), self.config.to_dict(), step)
+        recipe = recipes.build(self.config, mesh)
+        self.state = ckpt.restore(initial_state(recipe, mesh), self.config.to_dict(), step)
         ckpt.close()
-        self.sampling: recipes.Sampling = recipe.sampling(self.config, mesh)
+        self.sampling: recipes.Sampling = recipe.sampling()
         self.z_dim, self.c_dim, self.num_ws = self.sampling.z_dim, self.sampling.c_dim, self.sampling.num_ws
         self._mapping = jax.jit(self.sampling.mapping)
         self._synthesis = jax.jit(self.sampling.synthesis, static_argnums=3)

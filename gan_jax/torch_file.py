@@ -4,7 +4,7 @@ A ``torch.save`` file is either a zip archive (``archive/data.pkl`` + one file p
 ``archive/data/``, torch >= 1.6) or the legacy stream (magic number, protocol 1001, sys info, the
 object pickle, the storage keys, then each storage's raw bytes). Both hold a pickle whose tensors
 are ``torch._utils._rebuild_tensor_v2`` calls on persistent-id storages. This module reads them
-with :mod:`gan_jax.nvidia_pickle`'s restricted machinery: the only globals allowed are
+with :mod:`gan_jax.restricted_pickle`'s restricted unpickler: the only globals allowed are
 ``collections.OrderedDict``, the tensor/parameter rebuild functions and the ``torch.<X>Storage``
 dtype tokens; anything else (``os.system``, a module class) is refused and nothing from the file
 runs. The result is ``{name: np.ndarray}`` in the file's order.
@@ -18,28 +18,32 @@ import collections
 import io
 import os
 import pickle
-import re
 import struct
 import zipfile
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Callable
 
 import numpy as np
 
-from gan_jax import nvidia_pickle as _np_pickle
+from gan_jax import restricted_pickle as rp
 
 __all__ = ["TorchFileError", "load_state_dict"]
 
 
-class TorchFileError(_np_pickle.NvidiaPickleError):
+class TorchFileError(rp.RestrictedPickleError):
     """The file is not a plain ``torch.save`` state dict, or asks to run code."""
 
 
 _TABLE: dict[tuple[str, str], Any] = {
     ("collections", "OrderedDict"): collections.OrderedDict,
-    ("torch._utils", "_rebuild_tensor_v2"): _np_pickle._StandIn(_np_pickle._rebuild_tensor_v2, "torch._utils._rebuild_tensor_v2"),
-    ("torch._utils", "_rebuild_parameter"): _np_pickle._StandIn(_np_pickle._rebuild_parameter, "torch._utils._rebuild_parameter"),
-    **{("torch", name): token for name, token in _np_pickle._STORAGE_TOKENS.items()},
+    **rp.stand_ins({("torch._utils", "_rebuild_tensor_v2"): rp.rebuild_tensor_v2,
+                    ("torch._utils", "_rebuild_parameter"): rp.rebuild_parameter}),
+    **{("torch", name): token for name, token in rp.STORAGE_TOKENS.items()},
 }
+_HINTS = {
+    ("torch._utils", "_rebuild_tensor"): "a tensor pickled by a very old torch (< 1.0)",
+    "torch": "a torch object other than a tensor, a parameter or a storage type: not a plain state dict",
+}
+_ReadStorage = Callable[[rp.Token, str, int], rp.Storage]  # (dtype token, storage key, numel) -> storage
 
 
 class _Deferred:
@@ -49,31 +53,23 @@ class _Deferred:
         self.fn, self.args = fn, args
 
 
-class _StateUnpickler(pickle.Unpickler):
+class _StateUnpickler(rp.RestrictedUnpickler):
     """Globals from ``_TABLE`` only; persistent ids ``('storage', token, key, location, numel)``.
     ``deferred``: the rebuild calls are recorded (legacy files pickle tensors before their bytes)."""
 
-    def __init__(self, file: BinaryIO, read_storage, deferred: bool = False):
-        super().__init__(file, fix_imports=False)
+    def __init__(self, file: BinaryIO, read_storage: _ReadStorage, deferred: bool = False):
+        super().__init__(file, _TABLE, reader="a torch state dict", hints=_HINTS, error=TorchFileError)
         self._read_storage = read_storage
         self._deferred = deferred
 
     def find_class(self, module: str, name: str) -> Any:
-        try:
-            found = _TABLE[(module, name)]
-        except (KeyError, TypeError):
-            raise TorchFileError(_np_pickle._refusal(str(module), str(name)).replace(
-                "an NVIDIA network pickle uses", "a torch state dict uses")) from None
-        if self._deferred and isinstance(found, _np_pickle._StandIn):
-            return _np_pickle._StandIn(lambda *args, _fn=found: _Deferred(_fn, args), f"{module}.{name}")
+        found = super().find_class(module, name)
+        if self._deferred and isinstance(found, rp.StandIn):
+            return rp.StandIn(lambda *args, _fn=found: _Deferred(_fn, args), f"{module}.{name}")
         return found
 
     def persistent_load(self, pid: Any) -> Any:
-        ok = (isinstance(pid, tuple) and len(pid) in (5, 6) and pid[0] == "storage"
-              and isinstance(pid[1], _np_pickle._Token) and pid[1].qualname.startswith("torch.")
-              and isinstance(pid[2], str) and re.fullmatch(r"[0-9A-Za-z_.-]+", pid[2]) is not None
-              and type(pid[4]) is int and pid[4] >= 0)
-        if not ok:
+        if not (rp.is_storage_id(pid, (5, 6)) and rp.STORAGE_KEY.fullmatch(pid[2])):
             raise TorchFileError(f"refused persistent id {pid!r:.100}")
         return self._read_storage(pid[1], pid[2], pid[4])
 
@@ -86,10 +82,6 @@ def _resolve(obj: Any) -> Any:
     if isinstance(obj, (list, tuple)):
         return type(obj)(_resolve(v) for v in obj)
     return obj
-
-
-def _itemsize(token: Any) -> int:
-    return 2 if token.dtype == "bfloat16" else np.dtype(token.dtype).itemsize
 
 
 def _check_state(obj: Any, label: str) -> dict[str, np.ndarray]:
@@ -110,45 +102,37 @@ def _load_zip(data: bytes, label: str) -> dict[str, np.ndarray]:
         prefix = pkls[0][: -len("data.pkl")]
         if prefix + "constants.pkl" in names or prefix + "code/" in {n[: len(prefix) + 5] for n in names}:
             raise TorchFileError(f"{label}: a TorchScript archive (torch.jit.save), not a torch.save state dict")
-        order = z.read(prefix + "byteorder").strip() if prefix + "byteorder" in names else b"little"
-        if order not in (b"little", b"big"):
-            raise TorchFileError(f"{label}: byteorder {order!r:.20}")
-        cache: dict[str, _np_pickle._Storage] = {}
+        big_endian = rp.zip_byteorder(z, prefix, label)
+        cache: dict[str, rp.Storage] = {}
 
-        def read_storage(token, key, numel):
+        def read_storage(token: rp.Token, key: str, numel: int) -> rp.Storage:
             if key not in cache:
-                member = prefix + "data/" + key
-                if member not in names or z.getinfo(member).file_size != numel * _itemsize(token):
-                    raise TorchFileError(f"storage {key!r} missing or of the wrong size")
-                array = _np_pickle._storage_array(token, numel, z.read(member), f"storage {key}")
-                if order == b"big" and array.dtype.itemsize > 1:
-                    array = array.view(array.dtype.newbyteorder(">")).astype(array.dtype)
-                cache[key] = _np_pickle._Storage(array)
+                cache[key] = rp.Storage(rp.read_zip_storage(z, prefix, token, key, numel, big_endian))
             return cache[key]
 
         f = io.BytesIO(z.read(pkls[0]))
-        _np_pickle._scan(f, "data.pkl")
+        rp.scan(f, "data.pkl")
         return _check_state(_StateUnpickler(f, read_storage).load(), label)
 
 
 def _load_legacy(f: BinaryIO, label: str) -> dict[str, np.ndarray]:
-    magic, _ = _np_pickle._load_payload_pickle(f)
-    if magic != _np_pickle._TORCH_LEGACY_MAGIC:
+    magic, _ = rp.load_payload_pickle(f)
+    if magic != rp.TORCH_LEGACY_MAGIC:
         raise TorchFileError(f"{label}: a pickle, but not a torch.save file (no magic number)")
-    version, _ = _np_pickle._load_payload_pickle(f)
-    if version != _np_pickle._TORCH_LEGACY_PROTOCOL:
-        raise TorchFileError(f"{label}: torch.save protocol {version!r}, expected 1001")
-    _np_pickle._load_payload_pickle(f)  # sys_info: endianness and type sizes
-    pending: dict[str, tuple[Any, int, _np_pickle._Storage]] = {}
+    version, _ = rp.load_payload_pickle(f)
+    if version != rp.TORCH_LEGACY_PROTOCOL:
+        raise TorchFileError(f"{label}: torch.save protocol {version!r}, expected {rp.TORCH_LEGACY_PROTOCOL}")
+    rp.load_payload_pickle(f)  # sys_info: endianness and type sizes
+    pending: dict[str, tuple[rp.Token, int, rp.Storage]] = {}
 
-    def read_storage(token, key, numel):
+    def read_storage(token: rp.Token, key: str, numel: int) -> rp.Storage:
         if key not in pending:
-            pending[key] = (token, numel, _np_pickle._Storage(np.zeros(0, np.float32)))
+            pending[key] = (token, numel, rp.Storage(np.zeros(0, np.float32)))
         return pending[key][2]
 
-    _np_pickle._scan(f, "object pickle")
+    rp.scan(f, "object pickle")
     obj = _StateUnpickler(f, read_storage, deferred=True).load()
-    keys, _ = _np_pickle._load_payload_pickle(f)
+    keys, _ = rp.load_payload_pickle(f)
     if not isinstance(keys, list) or sorted(keys) != sorted(pending):
         raise TorchFileError(f"{label}: storage key list does not match the tensors")
     for key in keys:
@@ -156,7 +140,7 @@ def _load_legacy(f: BinaryIO, label: str) -> dict[str, np.ndarray]:
         head = f.read(8)
         if len(head) != 8 or struct.unpack("<q", head)[0] != numel:
             raise TorchFileError(f"{label}: storage {key} element count missing or wrong")
-        holder.array = _np_pickle._storage_array(token, numel, f.read(numel * _itemsize(token)), f"storage {key}")
+        holder.array = rp.storage_array(token, numel, f.read(numel * token.itemsize), f"storage {key}")
     return _check_state(_resolve(obj), label)
 
 
@@ -171,22 +155,18 @@ def load_state_dict(path_or_bytes: Any) -> dict[str, np.ndarray]:
         label = os.fspath(path_or_bytes)
         with open(label, "rb") as f:
             data = f.read()
-    size = len(data)
-    _np_pickle._BUDGET.state = [6 * size + _np_pickle._BUDGET_SLACK] * 2
     try:
-        if data[:4] == b"PK\x03\x04":
-            return _load_zip(data, label)
-        if data[:1] != b"\x80":
-            raise TorchFileError(f"{label}: neither a zip nor a pickle; not a torch.save file (first bytes "
-                                 f"{data[:8].hex(' ')})")
-        return _load_legacy(io.BytesIO(data), label)
-    except _np_pickle.NvidiaPickleError as e:
-        if str(e).startswith(label):
+        with rp.array_budget(len(data)):
+            if data[:4] == b"PK\x03\x04":
+                return _load_zip(data, label)
+            if data[:1] != b"\x80":
+                raise TorchFileError(f"{label}: neither a zip nor a pickle; not a torch.save file (first bytes "
+                                     f"{data[:8].hex(' ')})")
+            return _load_legacy(io.BytesIO(data), label)
+    except rp.RestrictedPickleError as e:
+        if isinstance(e, TorchFileError) and str(e).startswith(label):
             raise
-
-        raise TorchFileError(f"{label}: {e}") from None
+        raise TorchFileError(str(e) if str(e).startswith(label) else f"{label}: {e}") from None
     except (EOFError, pickle.UnpicklingError, zipfile.BadZipFile, KeyError, ValueError, TypeError) as e:
         raise TorchFileError(f"{label}: truncated or corrupt torch.save file ({type(e).__name__}: "
-                             f"{_np_pickle._clean(e, 200)})") from None
-    finally:
-        _np_pickle._BUDGET.state = None
+                             f"{rp.clean(e, 200)})") from None

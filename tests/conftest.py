@@ -6,7 +6,6 @@ import gc
 import json
 import os
 import pathlib
-import sys
 import tempfile
 
 # Eight fake CPU devices for the sharding tests; set before anything imports jax.
@@ -17,8 +16,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", tempfile.mkdtemp(prefix="gan_jax_test_xla_cache_"))
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "1")
 REPO = pathlib.Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))  # `configs` is a top-level folder of the repo
 
 import numpy as np
 import pytest
@@ -74,7 +71,7 @@ def oihw_to_hwio(w: np.ndarray) -> np.ndarray:
 
 def stylegan2_train_config(fixture: dict, **train_overrides):
     """A gan_jax config with the settings of the sg2_32_train fixture (NVIDIA's loop kwargs)."""
-    from configs import common
+    from gan_jax.configs import common
 
     cfg, k = common.stylegan2(fixture["config"]["resolution"]), fixture["config"]
     cfg.model.G.z_dim, cfg.model.G.w_dim = k["z_dim"], k["w_dim"]
@@ -96,7 +93,7 @@ def stylegan2_train_config(fixture: dict, **train_overrides):
 
 def tiny_config(**train_overrides):
     """configs/default.py:tiny with TensorBoard off, and ``train`` fields overridden."""
-    from configs import default
+    from gan_jax.configs import default
 
     cfg = default.get_config("tiny")
     cfg.log.tensorboard = False

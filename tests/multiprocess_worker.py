@@ -91,7 +91,7 @@ def main() -> None:
         state = real_train(config, workdir, max_steps)
         mesh = parallel.make_mesh()
         config = train.resolve_config(config, train.open_dataset(config))
-        recipe = stylegan2.StyleGAN2(config, mesh.devices.size)
+        recipe = stylegan2.StyleGAN2(config, num_shards=mesh.devices.size)
         key = jax.random.fold_in(jax.random.fold_in(state.rng, 0), 0)  # step 0, phase 0 (Gmain)
         z = jax.jit(lambda k: recipe.draw_inputs("Gmain", k, {})["z"], out_shardings=parallel.data_sharded(mesh))(key)
         shards = sorted(z.addressable_shards, key=lambda s: s.index[0].start)

@@ -315,7 +315,7 @@ def test_ccbn_plain_and_mybn(layers, variant):
 
 @pytest.mark.parametrize("name, deep", [("BigGAN_128", False), ("BigGAN-deep_128", True), ("BigGAN-deep_256", True)])
 def test_full_size_parameter_counts(meta, name, deep):
-    from configs import biggan_common
+    from gan_jax.configs import biggan_common
 
     ref = meta["param_counts_full_size"][name]
     config = biggan_common.biggan(resolution=int(name.rsplit("_", 1)[1]), deep=deep)

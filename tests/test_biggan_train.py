@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from configs import biggan_cifar10, biggan_imagenet128
+from gan_jax.configs import biggan_cifar10, biggan_imagenet128
 from gan_jax import train
 from gan_jax.recipes import biggan as recipe
 
@@ -48,7 +48,7 @@ def test_tiny_config_trains_and_resumes_exactly(runs):
 
 def test_two_d_steps_per_g_step_and_images_seen(runs):
     cfg, resolved, straight, _, _, _ = runs
-    assert [p.name for p in recipe.phases(resolved)] == ["Dmain0", "Dmain1", "Gmain", "Gema"]
+    assert [p.name for p in recipe.BigGAN(resolved).phases()] == ["Dmain0", "Dmain1", "Gmain", "Gema"]
     counts = {net: int(jax.tree.leaves(straight.opt_state[net][0].count)[0]) for net in ("G", "D")}
     assert counts == {"G": STEPS, "D": 2 * STEPS}
     assert int(straight.images_seen) == STEPS * cfg.train.batch_size == STEPS * 2 * cfg.train.D_batch_size
@@ -56,7 +56,7 @@ def test_two_d_steps_per_g_step_and_images_seen(runs):
 
 def test_train_mode_moves_sn_and_bn_buffers_and_ema_starts_late(runs):
     _, resolved, straight, _, _, _ = runs
-    fresh = jax.device_get(recipe.create_state(resolved, jax.random.PRNGKey(int(resolved.seed))))
+    fresh = jax.device_get(recipe.BigGAN(resolved).create_state(jax.random.PRNGKey(int(resolved.seed))))
     for net, cols in (("G", ("sn", "batch_stats")), ("D", ("sn",))):
         for col in cols:
             for (path, a), b in zip(jax.tree_util.tree_leaves_with_path(straight.extra[net][col]),
@@ -68,13 +68,13 @@ def test_train_mode_moves_sn_and_bn_buffers_and_ema_starts_late(runs):
     assert resolved.train.ema_start == 2
     diff = max(float(np.max(np.abs(a - b))) for a, b in zip(jax.tree.leaves(straight.ema_params), jax.tree.leaves(straight.params["G"])))
     assert diff > 0
-    r = recipe.recipe(resolved)
+    r = recipe.BigGAN(resolved)
     assert float(r.ema_decay_at(jnp.int32(0))) == 0.0 and float(r.ema_decay_at(jnp.int32(1))) == pytest.approx(0.9999)
 
 
 def test_samples_change_with_the_class_label(runs):
     _, resolved, straight, _, _, _ = runs
-    sample = jax.jit(recipe.sample_fn(resolved))
+    sample = jax.jit(recipe.BigGAN(resolved).sample)
     z = jnp.asarray(np.random.RandomState(0).randn(2, resolved.model.G.z_dim), jnp.float32)
     eye = np.eye(resolved.model.c_dim, dtype=np.float32)
     a, b, a2 = (np.asarray(sample(straight, z, jnp.asarray(eye[[k, k]]))) for k in (3, 7, 3))
@@ -90,7 +90,7 @@ def test_sample_tool_generates_by_seed_and_class(runs):
     got = sample_tool.generate(str(root / "a"), seeds=[0, 5], class_idx=3)
     z = jnp.asarray(sample_tool.seed_latents([0, 5], resolved.model.G.z_dim))
     c = jnp.asarray(np.eye(resolved.model.c_dim, dtype=np.float32)[[3, 3]])
-    want = sample_tool.to_uint8(jax.jit(recipe.sample_fn(resolved))(straight, z, c))
+    want = sample_tool.to_uint8(jax.jit(recipe.BigGAN(resolved).sample)(straight, z, c))
     np.testing.assert_array_equal(got, want)
     with pytest.raises(ValueError, match="style|mapping|num_ws|mix"):
         sample_tool.style_mix(str(root / "a"), [0], [1], [0], class_idx=3)
@@ -100,7 +100,7 @@ def test_standing_statistics_equal_the_batch_statistics_of_their_batch(runs):
     """With one accumulation, eval mode under standing statistics reproduces the train-mode (batch
     statistics) output of the very batch they were gathered on: every BN sees the same input."""
     _, resolved, straight, _, _, _ = runs
-    r = recipe.recipe(resolved)
+    r = recipe.BigGAN(resolved)
     variables = {"params": straight.ema_params["G"], **straight.extra["G_ema"]}
     key = jax.random.PRNGKey(5)
 
@@ -125,8 +125,9 @@ def test_deep_and_cifar_tiny_configs_take_a_step():
     cfg.model.G.G_attn = cfg.model.D.D_attn = "0"
     source = train.open_dataset(cfg)
     cfg = train.resolve_config(cfg, source)
-    state = recipe.create_state(cfg, jax.random.PRNGKey(0))
-    table = recipe.phases(cfg)
+    r = recipe.BigGAN(cfg)
+    state = r.create_state(jax.random.PRNGKey(0))
+    table = r.phases()
 
     def step(state, batch):
         metrics = {}

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from conftest import load_json
-from configs import default, stylegan2_bench32, stylegan2_cifar10, stylegan2_ffhq
+from gan_jax.configs import default, stylegan2_bench32, stylegan2_cifar10, stylegan2_ffhq
 from gan_jax import convert, train
 from gan_jax.recipes import stylegan2 as recipe
 
@@ -65,9 +65,9 @@ def test_family_configs_build_a_state_by_shape(name, variant):
 
     from gan_jax import recipes  # noqa: PLC0415
 
-    config = importlib.import_module(f"configs.{name}").get_config(variant)
+    config = importlib.import_module(f"gan_jax.configs.{name}").get_config(variant)
     config.model.c_dim = (10 if variant else 1000 if "imagenet" in name else 10) if config.data.use_labels else 0
-    recipe = recipes.get_recipe(config.recipe)
-    state = jax.eval_shape(lambda: recipe.create_state(config, jax.random.PRNGKey(0)))
+    recipe = recipes.build(config)
+    state = jax.eval_shape(lambda: recipe.create_state(jax.random.PRNGKey(0)))
     assert state.params["G"] and state.params["D"]
     assert config.fid.every_kimg == 0 if variant else config.fid.every_kimg > 0  # FID logged in real runs only

@@ -58,6 +58,22 @@ def test_import_pulls_in_neither_jax_nor_tensorflow():
     assert out.strip() == "[]"
 
 
+def test_public_names_and_the_base_module():
+    """``gan_jax.data`` exports the same names as before the split into ``base`` (interface and
+    helpers, at the bottom) and ``source`` (``open_source``, above the concrete sources)."""
+    from gan_jax.data import base, source
+
+    for name in ("BatchIterator", "EmbeddedShapes", "ImageFolderSource", "ImageSource", "TfdsSource",
+                 "batch_indices", "load_batch", "make_batches", "open_source"):
+        assert hasattr(gd, name), name
+    assert gd.ImageSource is base.ImageSource is source.ImageSource
+    assert source.check_indices is base.check_indices and source.one_hot is base.one_hot
+    assert isinstance(gd.open_source("embedded", resolution=8, num_images=4), gd.ImageSource)
+    np.testing.assert_array_equal(base.one_hot(np.array([2, 0]), 3), [[0, 0, 1], [1, 0, 0]])
+    with pytest.raises(ValueError, match="index 4 is out of range"):
+        base.check_indices([4], 4, "x")
+
+
 def test_embedded_is_deterministic_per_index_and_seed():
     a = gd.EmbeddedShapes(32, num_images=64, seed=3)
     b = gd.EmbeddedShapes(32, num_images=64, seed=3)

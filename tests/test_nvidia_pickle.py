@@ -19,6 +19,7 @@ import pytest
 import nvidia_pickle_writer as w
 from conftest import load_json, load_npz
 from gan_jax import nvidia_pickle as nv
+from gan_jax import restricted_pickle
 from gan_jax.nvidia_pickle import NvidiaPickleError, UnsupportedFormatError, load_nvidia_pickle
 
 FAMILY = "stylegan2_ada"
@@ -228,12 +229,12 @@ def test_other_refusals():
     with pytest.raises(NvidiaPickleError, match="outside its storage of 4 elements"):
         load_nvidia_pickle(w.dumps_nvidia_pickle(G=("Generator", G[1], {"mapping.w_avg": bad})))
     # BUILD on what find_class returned would set attributes on the loader's own objects
-    defaults = nv._rebuild_parameter.__defaults__
+    defaults = restricted_pickle.rebuild_parameter.__defaults__
     for blob in (b"\x80\x02cnumpy\nndarray\n}X\x03\x00\x00\x00fooK\x01sb.",  # token.__dict__.update
                  b"\x80\x02ctorch._utils\n_rebuild_parameter\nN}X\x0c\x00\x00\x00__defaults__K\x01\x85s\x86b."):
         with pytest.raises(NvidiaPickleError, match="BUILD applied to <"):
             load_nvidia_pickle(blob)
-    assert nv._rebuild_parameter.__defaults__ == defaults and not hasattr(nv._NDARRAY, "foo")
+    assert restricted_pickle.rebuild_parameter.__defaults__ == defaults and not hasattr(restricted_pickle.NDARRAY, "foo")
     padded = w.storage_payload(np.ones(2, np.float32)) + b"\0"
     with pytest.raises(NvidiaPickleError, match="extra bytes"):
         load_nvidia_pickle(w.dumps_nvidia_pickle(G=("Generator", G[1], {
@@ -263,7 +264,7 @@ def test_files_that_would_exhaust_memory_are_refused(monkeypatch):
     with pytest.raises(NvidiaPickleError, match="larger than its storage of 1 elements"):
         load_nvidia_pickle(w.dumps_nvidia_pickle(G=("Generator", {}, {"mapping.w_avg": expanded})))
 
-    monkeypatch.setattr(nv, "_BUDGET_SLACK", 0)
+    monkeypatch.setattr(restricted_pickle, "BUDGET_SLACK", 0)
     big = w.Call(w.Global("torch.storage", "_load_from_bytes"), w.storage_payload(np.ones(1 << 14, np.float32)))
     tensors = {f"mapping.t{i}": w.Call(w.Global("torch._utils", "_rebuild_tensor_v2"), big, 0, (1 << 14,), (1,),
                                        False, w.Call(w.ODICT)) for i in range(8)}  # one memoized payload

@@ -258,7 +258,7 @@ def test_gradient_penalty_against_finite_differences(nets, common):
 @pytest.fixture(scope="module")
 def loss_recipe():
     """A ProGAN recipe per fixture pair, its networks built from the official kwargs."""
-    from configs import progan_common
+    from gan_jax.configs import progan_common
     from gan_jax.recipes import progan as recipe_lib
 
     spec = load_json(FAMILY, "nets.json")["pairs"]

@@ -23,7 +23,7 @@ STAGES = ["4x4", "8x8-fade", "8x8", "16x16-fade", "16x16", "32x32-fade", "32x32"
 
 
 def tiny_config(tensorboard: bool = True):
-    from configs import progan_celebahq
+    from gan_jax.configs import progan_celebahq
 
     cfg = progan_celebahq.get_config("tiny")
     cfg.log.tensorboard = tensorboard
@@ -34,9 +34,9 @@ def tiny_config(tensorboard: bool = True):
 def test_steps_follow_the_official_loop():
     """Per step: batch size, lod (the schedule at the first image of the step's group of 4), resets."""
     cfg = tiny_config()
-    plan = recipes.stage_plan(recipe_lib, cfg)
+    plan = recipes.stage_plan(recipe_lib.ProGAN(cfg))
     assert [s.name for s in plan.stages] == STAGES
-    r = recipe_lib.recipe(cfg)
+    r = recipe_lib.ProGAN(cfg)
     sched, total = r.sched, cfg.train.total_kimg * 1000
     lod_fn = jax.jit(lambda images, step, batch: r.step_lod(TrainState(step, images, None, None, None, None, None), batch),
                      static_argnums=2)
@@ -70,7 +70,7 @@ def test_grows_through_every_fade_in_with_checkpoints(grown):
     from tensorboard.backend.event_processing import event_accumulator
 
     cfg, workdir, state = grown
-    plan = recipes.stage_plan(recipe_lib, cfg)
+    plan = recipes.stage_plan(recipe_lib.ProGAN(cfg))
     assert int(state.step) == plan.total_steps and int(state.images_seen) == int(cfg.train.total_kimg * 1000)
     assert float(state.extra["lod"]) == 0.0
     # Adam was reset at the start of the last stage: its step count is that stage's length.
@@ -92,7 +92,7 @@ def test_grows_through_every_fade_in_with_checkpoints(grown):
 
 def test_resume_in_the_middle_of_a_fade_in_is_exact(grown, tmp_path):
     cfg, _, straight = grown
-    plan = recipes.stage_plan(recipe_lib, cfg)
+    plan = recipes.stage_plan(recipe_lib.ProGAN(cfg))
     fade = STAGES.index("16x16-fade")
     stop = plan.start_steps[fade] + 6  # mid-fade and mid-group (lod changes every 4 steps)
     assert stop < plan.start_steps[fade + 1]
@@ -110,7 +110,7 @@ def test_gan_jax_sample_on_a_progan_checkpoint(grown):
     assert images.shape == (2, 32, 32, 3) and images.dtype == np.uint8
     resolved = train.resolve_config(cfg, train.open_dataset(cfg))
     z = sample.seed_latents([3, 5], 16)
-    want = sample.to_uint8(recipe_lib.recipe(resolved).sample(state, z))
+    want = sample.to_uint8(recipe_lib.ProGAN(resolved).sample(state, z))
     assert np.abs(images.astype(int) - want.astype(int)).max() <= 1
     frames = sample.interpolate(str(workdir), [3, 5], frames=2)
     np.testing.assert_array_equal(frames[0], images[0])
@@ -126,7 +126,7 @@ def test_gan_jax_sample_on_a_progan_checkpoint(grown):
 
 def test_conditional_step_with_the_acgan_head():
     """One compiled 4x4 step of the class-conditional tiny config: label terms present and finite."""
-    from configs import progan_cifar10
+    from gan_jax.configs import progan_cifar10
 
     cfg = progan_cifar10.get_config("tiny")
     cfg.train.num_shards = 1
@@ -134,9 +134,10 @@ def test_conditional_step_with_the_acgan_head():
     cfg = train.resolve_config(cfg, source)
     assert cfg.model.c_dim == 10
     mesh = parallel.make_mesh()
-    stage = recipe_lib.stages(cfg)[0]
-    state = recipe_lib.create_state(cfg, jax.random.PRNGKey(0), mesh)
-    steps = train.CompiledSteps(recipe_lib.phases(cfg, mesh, stage), mesh, stage.batch_size)
+    r = recipe_lib.ProGAN(cfg, mesh)
+    stage = r.stages()[0]
+    state = parallel.replicate(r.create_state(jax.random.PRNGKey(0)), mesh)
+    steps = train.CompiledSteps(r.phases(stage), mesh, stage.batch_size)
     from gan_jax import data
 
     batch = parallel.global_batch(data.load_batch(source, stage.batch_size, step=0, seed=0, xflip=False), mesh)
@@ -156,7 +157,7 @@ def test_conditional_step_with_the_acgan_head():
 def test_celebahq_config_builds_the_papers_networks():
     """By shape: 23.1M trainable parameters in G and in D (arXiv 1710.10196, Table 2 / appendix A.1),
     and the preset's 17 stages (4x4, then a fade-in and a stable phase per level up to 1024x1024)."""
-    from configs import progan_celebahq
+    from gan_jax.configs import progan_celebahq
 
     cfg = progan_celebahq.get_config()
     cfg.train.num_shards = 1

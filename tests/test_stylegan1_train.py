@@ -10,7 +10,7 @@ import jax
 import numpy as np
 import pytest
 
-from configs import stylegan_ffhq
+from gan_jax.configs import stylegan_ffhq
 from gan_jax import train
 from gan_jax.recipes import growing
 from gan_jax.recipes import stylegan as recipe
@@ -36,15 +36,15 @@ def straight(tmp_path_factory):
 
 def test_stages_follow_the_official_schedule():
     cfg = _config()
-    stages = recipe.stages(cfg)
+    stages = recipe.StyleGAN(cfg).stages()
     assert [(s.name, s.start_images, s.batch_size, s.program) for s in stages] == [
         ("4x4", 0, 8, 4), ("8x8-fade", 96, 8, 8), ("8x8", 160, 8, 8)]
     # lod at the group starts: 1 while 4x4 trains, 2/3 and 1/3 during the fade-in, then 0.
     lods = [growing.training_schedule(n, 3, 1, cfg.sched).lod for n in (64, 96, 128, 160)]
     np.testing.assert_allclose(lods, [1.0, 2 / 3, 1 / 3, 0.0], atol=1e-12)
     full = stylegan_ffhq.get_config()
-    assert [s.name for s in recipe.stages(full)][:3] == ["8x8", "16x16-fade", "16x16"]  # lod_initial_resolution 8
-    assert recipe.recipe(full, 8).schedule_at(1024).G_lrate == 0.003
+    assert [s.name for s in recipe.StyleGAN(full).stages()][:3] == ["8x8", "16x16-fade", "16x16"]  # lod_initial_resolution 8
+    assert recipe.StyleGAN(full, num_shards=8).schedule_at(1024).G_lrate == 0.003
 
 
 def test_tiny_trains_through_growth(straight):

@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from configs import default
+from gan_jax.configs import default
 from gan_jax.recipes import stylegan2 as recipe_lib
 
 N = 8  # the phase batch; rounds of 4

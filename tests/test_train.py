@@ -39,8 +39,9 @@ def test_one_step_on_8_devices_equals_1_device():
     local = data.load_batch(source, 16, step=0, seed=0, xflip=True)
     results = []
     for mesh in (parallel.make_mesh(), parallel.make_mesh(jax.devices()[:1])):
-        state = recipe.create_state(cfg, jax.random.PRNGKey(0), mesh)
-        steps = train.CompiledSteps(recipe.phases(cfg, mesh), mesh, 16)
+        r = recipe.StyleGAN2(cfg, mesh)
+        state = parallel.replicate(r.create_state(jax.random.PRNGKey(0)), mesh)
+        steps = train.CompiledSteps(r.phases(), mesh, 16)
         assert [p.name for p in steps.active(0)] == ["Gmain", "Greg", "Dmain", "Dreg", "Gema"]
         batch = parallel.global_batch({"image": local["image"]}, mesh)
         assert len(batch["image"].sharding.device_set) == mesh.devices.size
@@ -133,7 +134,8 @@ def test_nan_stops_and_keeps_the_last_good_checkpoint(tmp_path):
     assert ckpt.latest_step() == 2
     mesh = parallel.make_mesh()
     resolved = train.resolve_config(cfg, train.open_dataset(cfg))
-    state = ckpt.restore(recipe.create_state(resolved, jax.random.PRNGKey(0), mesh), resolved.to_dict())
+    state = ckpt.restore(parallel.replicate(recipe.StyleGAN2(resolved, mesh).create_state(jax.random.PRNGKey(0)), mesh),
+                         resolved.to_dict())
     assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(jax.device_get(state.params)))
     ckpt.close()
 
@@ -152,7 +154,7 @@ def test_compiled_programs_are_kept_for_the_most_recently_used_only():
     cache.setdefault("d", "D")
     assert list(cache) == ["c", "a", "d"]
     assert cache.setdefault("c", "other") == "C" and list(cache) == ["a", "d", "c"]
-    assert train._EXECUTABLES.limit >= 12  # one run's programs, growing families included
+    assert train.PROGRAMS.limit >= 12  # one run's programs, growing families included
 
 
 def test_unknown_config_key_names_the_closest():
@@ -184,7 +186,9 @@ def test_sigterm_saves_a_checkpoint_that_restores(tmp_path):
     import ml_collections
 
     config = ml_collections.ConfigDict(config)
-    state = ckpt.restore(recipe.create_state(config, jax.random.PRNGKey(1), parallel.make_mesh()), config.to_dict())
+    mesh = parallel.make_mesh()
+    state = ckpt.restore(parallel.replicate(recipe.StyleGAN2(config, mesh).create_state(jax.random.PRNGKey(1)), mesh),
+                         config.to_dict())
     assert int(state.step) == step
     ckpt.close()
 
@@ -219,7 +223,7 @@ print(sorted({{m.split('.')[0] for m in sys.modules}} & {{'tensorflow', 'clu', '
 
 
 def test_conditional_training_and_sampling_by_class(tmp_path):
-    from configs import stylegan2_cifar10
+    from gan_jax.configs import stylegan2_cifar10
     from gan_jax import sample
 
     cfg = stylegan2_cifar10.get_config("tiny")
@@ -247,7 +251,7 @@ def test_sample_command_uses_generate_py_seeds(tmp_path):
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["grid.png", "seed0003.png", "seed0005.png", "seed0006.png"]
     resolved = train.resolve_config(cfg, train.open_dataset(cfg))
     z = np.random.RandomState(5).randn(1, cfg.model.G.z_dim).astype(np.float32)
-    img = recipe.recipe(resolved).sample(state, z)
+    img = recipe.StyleGAN2(resolved).sample(state, z)
     want = np.clip(np.asarray(img) * 127.5 + 128, 0, 255).astype(np.uint8)[0]
     got = np.asarray(Image.open(tmp_path / "out" / "seed0005.png"))
     assert np.abs(got.astype(int) - want.astype(int)).max() <= 1

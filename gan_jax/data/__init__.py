@@ -4,18 +4,22 @@
     batches = make_batches(source, global_batch=64, seed=0, xflip=True, start_step=step)
     batch = next(batches)   # {'image': uint8 [B/P, R, R, C], 'label': float32 [B/P, label_dim]}
 
-Modules: ``source`` (the ``ImageSource`` interface, ``open_source``), ``embedded`` (the procedural
-dataset), ``image_folder`` (NVIDIA ``dataset_tool.py`` folders and zips), ``tfds_source``
-(tensorflow-datasets), ``pipeline`` (batch order, prefetching), ``prepare`` (the command line that
-makes a dataset: ``python -m gan_jax.data.prepare``; not imported here, so that ``-m`` runs it cleanly).
+Modules, each importing only those below it: ``source`` (``open_source``) above ``embedded`` (the
+procedural dataset), ``image_folder`` (NVIDIA ``dataset_tool.py`` folders and zips) and
+``tfds_source`` (tensorflow-datasets), which with ``pipeline`` (batch order, prefetching) sit on
+``base`` (the ``ImageSource`` interface, ``check_indices``, ``one_hot``). ``prepare`` (the command
+line that makes a dataset: ``python -m gan_jax.data.prepare``) uses ``image_folder``; it is not
+imported here, so that ``-m`` runs it cleanly. No module of the package imports ``gan_jax.data``
+itself (this file), only its submodules.
 
 Importing this package imports numpy and PIL only: no jax, no TensorFlow.
 """
 
+from gan_jax.data.base import ImageSource
 from gan_jax.data.embedded import EmbeddedShapes
 from gan_jax.data.image_folder import ImageFolderSource
 from gan_jax.data.pipeline import BatchIterator, batch_indices, load_batch, make_batches
-from gan_jax.data.source import ImageSource, open_source
+from gan_jax.data.source import open_source
 from gan_jax.data.tfds_source import TfdsSource
 
 __all__ = [

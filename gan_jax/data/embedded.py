@@ -17,7 +17,7 @@ import colorsys
 
 import numpy as np
 
-from gan_jax.data.source import check_indices, one_hot
+from gan_jax.data.base import check_indices, one_hot
 
 SUPERSAMPLE = 4  # sub-pixels per pixel side for anti-aliasing (4x4 = 16 samples per pixel)
 KINDS = ("disc", "square", "triangle")

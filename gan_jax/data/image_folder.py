@@ -27,7 +27,7 @@ import zipfile
 import numpy as np
 import PIL.Image
 
-from gan_jax.data.source import check_indices
+from gan_jax.data.base import check_indices
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 LABELS_FILE = "dataset.json"

@@ -23,7 +23,7 @@ from typing import Self
 
 import numpy as np
 
-from gan_jax.data.source import ImageSource
+from gan_jax.data.base import ImageSource
 
 
 def _check_batch_args(num_images: int, global_batch: int, step: int, seed: int, process_index: int,

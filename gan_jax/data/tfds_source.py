@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from gan_jax.data.source import check_indices, one_hot
+from gan_jax.data.base import check_indices, one_hot
 
 READ_BATCH = 1024  # examples per tf.data batch while copying the split into memory
 

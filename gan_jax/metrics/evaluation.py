@@ -4,7 +4,7 @@
 most 50,000 reals; ``kid50k_full`` uses up to 1,000,000 reals, as ``stylegan2-ada-pytorch``'s
 ``metrics/metric_main.py``. Counts may also be plain (``fid500``). Real-image statistics are
 computed once per (dataset, resolution, convention, count, Inception weights) and cached under
-``~/.cache/gan_jax/fid_stats/``. Generated images come from the recipe's ``sample_fn`` (G_ema) with
+``~/.cache/gan_jax/fid_stats/``. Generated images come from the recipe's ``sample`` (G_ema) with
 ``z ~ N(0, I)`` drawn on the devices and, for a conditional generator, labels drawn from the
 dataset's, as NVIDIA's ``compute_feature_stats_for_generator``.
 """
@@ -23,6 +23,7 @@ from typing import Any
 import jax
 import numpy as np
 
+from gan_jax.cadence import Cadence
 from gan_jax.metrics import fid as fid_lib
 from gan_jax.metrics import inception as inception_lib
 from gan_jax.metrics import weights as weights_lib
@@ -160,28 +161,25 @@ def weights_identity(path: str) -> str:
 
 @dataclasses.dataclass
 class TrainingFID:
-    """FID of G_ema every ``every_kimg`` during training (``config.fid``), or a reason it is off."""
+    """FID of G_ema every ``every`` during training (``config.fid``), or a reason it is off."""
 
     evaluator: Evaluator | None
     metric: str
-    every_images: int
+    every: Cadence
     reason: str = ""
-    next_images: int = 0
 
     @property
     def key(self) -> str:
         return metric_key(self.metric, self.evaluator.convention) if self.evaluator else ""
 
-    def due(self, images_seen: int, last: bool) -> bool:
-        if self.evaluator is None:
-            return False
-        return images_seen >= self.next_images or last
+    def due(self, images_before: int, images_after: int, last: bool) -> bool:
+        """At every multiple of ``fid.every_kimg`` images crossed, and at the end of training."""
+        return self.evaluator is not None and (self.every.due(images_before, images_after) or last)
 
-    def compute(self, state: Any, images_seen: int) -> tuple[float, float]:
-        """(value, seconds); schedules the next evaluation."""
+    def compute(self, state: Any) -> tuple[float, float]:
+        """(value, seconds)."""
         t0 = time.perf_counter()
         value = self.evaluator.compute(state, [self.metric])[self.key]
-        self.next_images = (images_seen // self.every_images + 1) * self.every_images
         return value, time.perf_counter() - t0
 
 
@@ -191,12 +189,11 @@ def best_metric(config: Any) -> str | None:
     return f.metric if f is not None and float(f.get("every_kimg", 0) or 0) > 0 else None
 
 
-def training_fid(config: Any, mesh: jax.sharding.Mesh, source: Any, sample: Callable, z_dim: int,
-                 start_images: int) -> TrainingFID:
+def training_fid(config: Any, mesh: jax.sharding.Mesh, source: Any, sample: Callable, z_dim: int) -> TrainingFID:
     """The ``config.fid`` evaluator of a run; without weights, off with the reason why (training goes on)."""
     f = config.get("fid")
     if f is None or float(f.get("every_kimg", 0) or 0) <= 0:
-        return TrainingFID(None, "", 0, "fid.every_kimg is 0")
+        return TrainingFID(None, "", Cadence(0), "fid.every_kimg is 0")
     parse_metric(f.metric)
     try:
         path = weights_lib.find_weights(f.get("inception") or None)
@@ -215,13 +212,12 @@ def training_fid(config: Any, mesh: jax.sharding.Mesh, source: Any, sample: Call
             variables, reason = None, (f"the Inception weights are missing on process(es) "
                                        f"{np.flatnonzero(~np.asarray(found)).tolist()}")
     if variables is None:
-        return TrainingFID(None, f.metric, 0, reason)
-    every = round(float(f.every_kimg) * 1000)
+        return TrainingFID(None, f.metric, Cadence(0), reason)
     evaluator = Evaluator(mesh, source, sample, z_dim, int(config.model.c_dim), variables,
                           convention=f.get("convention", "nvidia"), batch_size=int(f.get("batch_size", 64)),
                           weights_id=weights_identity(path), cache_dir=f.get("cache_dir") or None,
                           seed=int(config.seed))
-    return TrainingFID(evaluator, f.metric, every, next_images=(start_images // every + 1) * every)
+    return TrainingFID(evaluator, f.metric, Cadence(float(f.every_kimg)))
 
 
 __all__ = [

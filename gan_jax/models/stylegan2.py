@@ -557,3 +557,64 @@ class Discriminator(nn.Module):
             mbstd_group_size=self.mbstd_group_size, mbstd_num_channels=self.mbstd_num_channels,
             mbstd_num_shards=self.mbstd_num_shards, activation=self.epilogue_activation, conv_clamp=self.conv_clamp, name="b4",
         )(x, img, cmap)
+
+
+# ----------------------------------------------------------------------------------------------
+# Freeze-D (NVIDIA's --freezed=N).
+
+
+def discriminator_layer_names(D: Discriminator) -> list[str]:
+    """The layers of ``D``'s blocks in NVIDIA's Freeze-D numbering: entry ``i`` is layer ``i``.
+
+    Names are ``'b{res}/{layer}'`` (the Flax path of the layer within D's ``params``), e.g.
+    ``['b32/fromrgb', 'b32/conv0', 'b32/conv1', 'b32/skip', 'b16/conv0', ...]`` for a 32x32 resnet D.
+    Rule of stylegan2-ada-pytorch ``training/networks.py``: ``Discriminator.__init__`` walks
+    ``block_resolutions`` from the highest resolution down with ``cur_layer_idx`` from 0; each
+    ``DiscriminatorBlock`` numbers its layers in creation order: ``fromrgb`` (only when
+    ``in_channels == 0``, i.e. the first block, or ``architecture == 'skip'``), ``conv0``,
+    ``conv1``, ``skip`` (only for ``'resnet'``). The epilogue ``b4`` and the label ``mapping``
+    network are not numbered. Computed from the constructor fields only.
+    """
+    _check_architecture(D.architecture)
+    names = []
+    for res in D.block_resolutions:
+        if res == D.img_resolution or D.architecture == "skip":  # in_channels == 0 <=> res == img_resolution
+            names.append(f"b{res}/fromrgb")
+        names += [f"b{res}/conv0", f"b{res}/conv1"]
+        if D.architecture == "resnet":
+            names.append(f"b{res}/skip")
+    return names
+
+
+def freeze_d_mask(D: Discriminator, d_params: Any) -> Any:
+    """True for every parameter of the first ``D.freeze_layers`` layers of ``D`` (Freeze-D).
+
+    ``d_params`` is D's ``params`` collection (``variables['params']``: ``{'b32': {'fromrgb':
+    {'weight', 'bias'}, ...}, ..., 'b4': ..., 'mapping': ...}``; arrays or ``ShapeDtypeStruct``).
+    Returns a pytree of Python bools with ``d_params``' structure: True on the ``weight`` and
+    ``bias`` of each frozen layer (the layers of ``discriminator_layer_names(D)[:D.freeze_layers]``),
+    False elsewhere. In stylegan2-ada-pytorch (``training/networks.py``, ``DiscriminatorBlock``:
+    ``trainable = layer_idx >= freeze_layers``) a frozen ``Conv2dLayer`` holds its weight and bias
+    as buffers, so that the optimizer never updates them; the trainer gives these leaves zero updates.
+    Raises ``ValueError`` when a frozen layer is not in ``d_params`` (params of another D).
+    """
+    frozen = set(discriminator_layer_names(D)[: max(int(D.freeze_layers), 0)])
+
+    def layer_of(path) -> str:
+        keys = [str(getattr(e, "key", getattr(e, "name", e))) for e in path]  # DictKey / GetAttrKey
+        return "/".join(keys[:2])
+
+    seen: set[str] = set()
+
+    def is_frozen(path, _leaf) -> bool:
+        layer = layer_of(path)
+        if layer in frozen:
+            seen.add(layer)
+            return True
+        return False
+
+    mask = jax.tree_util.tree_map_with_path(is_frozen, d_params)
+    if seen != frozen:
+        raise ValueError(f"Freeze-D layers {sorted(frozen - seen)} of this Discriminator are not in the given params "
+                         f"(top-level keys {sorted(d_params)}); pass D's variables['params']")
+    return mask

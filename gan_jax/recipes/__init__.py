@@ -1,22 +1,8 @@
-"""Training recipes, one module per family, behind one small interface (DESIGN.md):
+"""Training recipes: one :class:`Recipe` subclass per family (``gan_jax.recipes.base`` has the interface).
 
-- ``create_state(config, rng, mesh) -> TrainState``
-- ``phases(config) -> list[Phase]``
-- ``sample_fn(config) -> (state, z, c) -> images``
-- ``sampling(config, mesh=None) -> Sampling`` -- what ``gan_jax.sample`` needs (latents -> styles -> images)
-
-Optional, for runs in *stages* (progressive growing: ProGAN, StyleGAN 1):
-
-- ``stages(config) -> list[Stage]``: the stages in order, the first starting at 0 images. Absent:
-  one stage of ``config.train.batch_size`` (StyleGAN2, BigGAN).
-- ``phases(config, mesh, stage)``: a staged recipe's phases take the stage; stages with equal
-  ``program`` must get the same phases (``train.py`` compiles one step per program and reuses it).
-- ``enter_stage(config, state, stage) -> state``: applied just before the first step of a stage
-  (also on a resume exactly at a stage's first step; never in the middle of one), e.g. fresh
-  optimizer states as the official ``reset_opt_for_new_lod``.
-
-``train.py`` uses them through :func:`stage_plan` and :func:`stage_phases`: a stage runs with its
-own batch size; the global step counts on across stages (stage k starts at step
+:func:`build` makes the recipe a config names (``config.recipe``: a family of this package, or the
+dotted path of a module of your own); :class:`StagePlan` lays a recipe's stages on the step axis:
+a stage runs with its own batch size; the global step counts on across stages (stage k starts at step
 ``sum((start_images[i + 1] - start_images[i]) / batch_size[i] for i < k)``, so each stage's
 boundaries must be whole batches of the stage before), and the batch of step s of a stage is the
 data pipeline's batch number ``ceil(start_images / batch_size) + (s - start_step)`` at that batch
@@ -27,63 +13,26 @@ from __future__ import annotations
 
 import bisect
 import dataclasses
+import difflib
 import importlib
+import importlib.util
+import inspect
 import math
-from types import ModuleType
-from typing import Any, Callable, Hashable, Sequence
+import pkgutil
+from collections.abc import Sequence
+from typing import Any
 
 import jax
+import ml_collections
 
-PhaseFn = Callable[[Any, dict[str, jax.Array], jax.Array], tuple[Any, dict[str, jax.Array]]]
+from gan_jax.recipes.base import REQUIRED_METHODS, Phase, PhaseFn, Recipe, Sampling, Stage
 
-RECIPES = ("stylegan2", "progan", "biggan", "stylegan")
-
-
-@dataclasses.dataclass(frozen=True)
-class Phase:
-    """One optimisation phase: runs at iteration ``step`` when ``step % interval == 0``.
-
-    ``fn(state, batch, key) -> (state, metrics)`` is pure; ``batch`` holds global arrays
-    (``image`` uint8 [N, H, W, C], optional ``label`` float32 [N, c_dim]).
-    """
-
-    name: str
-    interval: int
-    fn: PhaseFn
+__all__ = ["Phase", "PhaseFn", "Recipe", "Sampling", "Stage", "StagePlan", "build", "check_config", "recipe_class",
+           "stage_plan"]
 
 
-@dataclasses.dataclass(frozen=True)
-class Sampling:
-    """A family's generator as ``gan_jax.sample`` uses it: pure functions of the train state (G_ema).
-
-    ``mapping(state, z [N, z_dim], c [N, c_dim] | None, psi) -> w``: whatever ``synthesis`` takes
-    (StyleGAN: ws ``[N, num_ws, w_dim]``, truncated towards the average by ``psi``; a family without
-    a mapping returns ``z`` and sets ``truncation=False``). ``c`` is one-hot float, as the data's labels.
-    ``synthesis(state, w, key, noise_mode) -> images [N, H, W, C]`` in about [-1, 1]; ``noise_mode``
-    ('const' | 'random' | 'none') is static. ``num_ws`` is the number of style inputs that style mixing
-    may exchange (``None``: the family has none).
-    """
-
-    z_dim: int
-    c_dim: int
-    mapping: Callable[..., jax.Array]
-    synthesis: Callable[..., jax.Array]
-    num_ws: int | None = None
-    truncation: bool = True
-
-
-@dataclasses.dataclass(frozen=True)
-class Stage:
-    """A stretch of training with one batch size and one compiled program.
-
-    ``start_images``: images seen when it starts; ``batch_size``: its global batch; ``program``:
-    stages with equal values share their compiled steps (ProGAN: the resolution).
-    """
-
-    name: str
-    start_images: int
-    batch_size: int
-    program: Hashable = None
+class RecipeNotFound(ValueError):
+    """``config.recipe`` names no module, or a module without a complete ``Recipe`` subclass."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -127,21 +76,81 @@ class StagePlan:
         return -(-s.start_images // s.batch_size) + step - self.start_steps[k]
 
 
-def stage_plan(recipe: ModuleType, config: Any) -> StagePlan:
-    """The recipe's stages (one of ``config.train.batch_size`` if it has none) until ``total_kimg``."""
-    if hasattr(recipe, "stages"):
-        stages = recipe.stages(config)
+def stage_plan(recipe: Recipe) -> StagePlan:
+    """The recipe's stages until ``config.train.total_kimg``."""
+    return StagePlan.build(recipe.stages(), float(recipe.config.train.total_kimg) * 1000)
+
+
+def recipe_class(name: str) -> type[Recipe]:
+    """The ``Recipe`` subclass ``name`` stands for: a family (``'stylegan2'`` -> ``gan_jax.recipes.stylegan2``),
+    a module path (``'my_lab.dcgan'``: the one ``Recipe`` subclass defined in it) or ``'module:Class'``."""
+    module_name, _, class_name = name.partition(":")
+    if "." not in module_name and importlib.util.find_spec(f"gan_jax.recipes.{module_name}") is not None:
+        module_name = f"gan_jax.recipes.{module_name}"
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as err:
+        if err.name is None or not module_name.startswith(err.name):
+            raise  # the module exists; something it imports does not
+        families = sorted(m.name for m in pkgutil.iter_modules(__path__)
+                          if m.name not in ("base", "growing", "tf_adam"))
+        raise RecipeNotFound(f"config.recipe={name!r}: no module {module_name!r}; expected a family "
+                             f"({', '.join(families)}) or the dotted path of an importable module that defines a "
+                             "gan_jax.recipes.Recipe subclass (is its folder on PYTHONPATH?)") from None
+    if class_name:
+        cls = getattr(module, class_name, None)
+        if not (inspect.isclass(cls) and issubclass(cls, Recipe)):
+            raise RecipeNotFound(f"config.recipe={name!r}: module {module_name!r} has no Recipe subclass {class_name!r}")
     else:
-        stages = [Stage("main", 0, int(config.train.batch_size), None)]
-    return StagePlan.build(stages, float(config.train.total_kimg) * 1000)
+        found = [c for c in vars(module).values()
+                 if inspect.isclass(c) and issubclass(c, Recipe) and c.__module__ == module.__name__]
+        concrete = [c for c in found if not inspect.isabstract(c) and not c.__name__.startswith("_")]
+        if len(concrete) != 1:
+            what = "defines no" if not concrete else f"defines {len(concrete)} ({', '.join(c.__name__ for c in concrete)})"
+            raise RecipeNotFound(f"config.recipe={name!r}: module {module_name!r} {what} gan_jax.recipes.Recipe "
+                                 f"subclass; define one, or name it as '{module_name}:ClassName'")
+        cls = concrete[0]
+    missing = [m for m in REQUIRED_METHODS if getattr(cls, m) is getattr(Recipe, m)]
+    if missing:
+        raise RecipeNotFound(f"config.recipe={name!r}: {cls.__name__} in module {module.__name__!r} lacks "
+                             f"{', '.join(missing)} (a recipe defines {', '.join(REQUIRED_METHODS)})")
+    return cls
 
 
-def stage_phases(recipe: ModuleType, config: Any, mesh: Any, stage: Stage) -> list[Phase]:
-    """``recipe.phases(config, mesh, stage)`` for a staged recipe, else ``recipe.phases(config, mesh)``."""
-    return recipe.phases(config, mesh, stage) if hasattr(recipe, "stages") else recipe.phases(config, mesh)
+def build(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh | None = None, **kwargs: Any) -> Recipe:
+    """``recipe_class(config.recipe)(config, mesh, **kwargs)``."""
+    return recipe_class(config.recipe)(config, mesh, **kwargs)
 
 
-def get_recipe(name: str) -> ModuleType:
-    if name not in RECIPES:
-        raise ValueError(f"unknown recipe {name!r}; expected one of {RECIPES}")
-    return importlib.import_module(f"gan_jax.recipes.{name}")
+def _leaves(tree: Any, prefix: str = "") -> list[str]:
+    out = []
+    for key, value in tree.items():
+        path = f"{prefix}{key}"
+        out += _leaves(value, path + ".") if hasattr(value, "items") else [path]
+    return out
+
+
+def _sections(tree: Any, prefix: str = "") -> list[str]:
+    out = []
+    for key, value in tree.items():
+        if hasattr(value, "items"):
+            out += [f"{prefix}{key}"] + _sections(value, f"{prefix}{key}.")
+    return out
+
+
+def check_config(config: ml_collections.ConfigDict, cls: type[Recipe]) -> None:
+    """Refuse a field that ``cls.default_config()`` does not have (nothing would read it), naming it and the
+    closest valid field. Sections in ``cls.kwargs_sections`` hold upstream constructor keywords, which the
+    networks check themselves."""
+    defaults = cls.default_config()
+    if defaults is None:
+        return
+    free = tuple(cls.kwargs_sections)
+    valid = set(_leaves(defaults)) | set(_sections(defaults))
+    for field in _leaves(config):
+        if field in valid or any(field == s or field.startswith(s + ".") for s in free):
+            continue
+        close = difflib.get_close_matches(field, sorted(valid), n=1, cutoff=0.0)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise ValueError(f"config field {field!r} is not one the {config.recipe} recipe reads{hint} "
+                         f"(the fields are those of {cls.__name__}.default_config())")

@@ -32,8 +32,7 @@ beta, paper 1e-4; 0 = off, as the public launch scripts ``--G_ortho 0.0``). Its 
 from __future__ import annotations
 
 import functools
-import json
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import flax
@@ -43,11 +42,16 @@ import ml_collections
 import numpy as np
 import optax
 
-from gan_jax import convert, losses, parallel
+from gan_jax import losses, parallel
 from gan_jax.nn.batch_norm import MOMENTS_COLLECTION
 from gan_jax.nn.spectral_norm import sn_matrix
-from gan_jax.recipes import Phase, Sampling
+from gan_jax.recipes.base import Phase, Recipe, Sampling, Stage, copy_tree, plain
 from gan_jax.state import TrainState
+
+try:  # TEMP
+    from gan_jax.models import from_kwargs
+except ImportError:
+    from gan_jax import convert as from_kwargs
 
 Batch = Mapping[str, jax.Array]
 
@@ -136,30 +140,28 @@ def build_networks(config: ml_collections.ConfigDict) -> tuple[Any, Any]:
     m, d = config.model, config.data
     if int(d.get("channels", 3)) != 3:
         raise ValueError(f"BigGAN makes and reads RGB images (3 channels); the dataset has {d.channels}")
-    g = dict(_plain(m.G))
+    g = plain(m.G)
     if "z_dim" in g:
         g["dim_z"] = g.pop("z_dim")
     common = {"resolution": int(d.resolution), "n_classes": max(int(m.c_dim), 1)}
-    return convert.biggan_networks_from_kwargs({**g, **common}, {**_plain(m.D), **common},
-                                               dtype=jnp.dtype(m.get("dtype", "float32")))
-
-
-def _plain(cfg: Any) -> dict:
-    return cfg.to_dict() if isinstance(cfg, ml_collections.ConfigDict) else dict(cfg)
+    return from_kwargs.biggan_networks_from_kwargs({**g, **common}, {**plain(m.D), **common},
+                                                   dtype=jnp.dtype(m.get("dtype", "float32")))
 
 
 def _collections(variables: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in variables.items() if k not in ("params", "intermediates", MOMENTS_COLLECTION)}
 
 
-class BigGAN:
-    """The recipe's statics (networks, optimizers, batch plan) built once from a config."""
+class BigGAN(Recipe):
+    """The author's BigGAN training: networks, optimizers and batch plan of one config."""
 
-    def __init__(self, config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh | None = None):
-        self.config = config
+    kwargs_sections = ("model.G", "model.D")
+
+    def __init__(self, config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh | None = None, *,
+                 num_shards: int | None = None):
+        # Without a mesh (shapes, tools) one shard: nothing is placed on devices.
+        super().__init__(config, mesh, num_shards=num_shards or (None if mesh is not None else 1))
         t = config.train
-        self.mesh = mesh
-        self.num_shards = int(t.get("num_shards") or (mesh.devices.size if mesh is not None else 1))
         self.batch_size = int(t.batch_size)
         self.num_D_steps = int(t.num_D_steps)
         self.d_acc, self.g_acc = int(t.num_D_accumulations), int(t.num_G_accumulations)
@@ -182,8 +184,7 @@ class BigGAN:
                              f"{self.num_shards * self.g_acc}")
         self.g_micro = self.g_batch // self.g_acc
         self.G, self.D = build_networks(config)
-        self.z_dim, self.n_classes = self.G.z_dim, self.G.n_classes
-        self.c_dim = int(config.model.c_dim)
+        self.n_classes = self.G.n_classes
         self.opt = {
             "G": optax.adam(float(t.G_lr), b1=float(t.G_B1), b2=float(t.G_B2), eps=float(t.adam_eps)),
             "D": optax.adam(float(t.D_lr), b1=float(t.D_B1), b2=float(t.D_B2), eps=float(t.adam_eps)),
@@ -213,14 +214,9 @@ class BigGAN:
             g_init, d_init = self.init_variables(init_rng)
             g_vars, d_vars = g_vars or g_init, d_vars or d_init
         g_ema_vars = g_ema_vars or g_vars
-        copy = lambda tree: jax.tree.map(jnp.array, tree)
-        params = {"G": g_vars["params"], "D": d_vars["params"]}
-        return TrainState(
-            step=jnp.zeros((), jnp.int32), images_seen=jnp.zeros((), jnp.int32), params=params,
-            ema_params={"G": copy(g_ema_vars["params"])},
-            opt_state={k: self.opt[k].init(v) for k, v in params.items()},
-            extra={"G": _collections(g_vars), "D": _collections(d_vars), "G_ema": copy(_collections(g_ema_vars))},
-            rng=run_rng)
+        extra = {"G": _collections(g_vars), "D": _collections(d_vars), "G_ema": copy_tree(_collections(g_ema_vars))}
+        return self.new_state(run_rng, {"G": g_vars["params"], "D": d_vars["params"]}, self.opt, extra,
+                              ema_params={"G": g_ema_vars["params"]})
 
     # -- batches ----------------------------------------------------------------------------------
 
@@ -284,7 +280,7 @@ class BigGAN:
         (g_cols, d_cols, grads), m = jax.lax.scan(micro, (state.extra["G"], state.extra["D"], zeros), (reals, real_y, keys))
         if self.D_ortho > 0:
             grads = jax.tree.map(jnp.add, grads, jax.grad(ortho_penalty)(d_params, self.D_ortho))
-        state = self.apply_grads(state, "D", grads)
+        state = self.apply_grads(state, "D", self.opt["D"], grads)
         state = state.replace(extra={**state.extra, "G": g_cols, "D": d_cols})
         return state, {f"Dmain/{k}": jnp.mean(v) for k, v in m.items()}
 
@@ -303,14 +299,9 @@ class BigGAN:
         (g_cols, d_cols, grads), m = jax.lax.scan(micro, (state.extra["G"], state.extra["D"], zeros), keys)
         if self.G_ortho > 0:  # train_fns: G.shared is blacklisted
             grads = jax.tree.map(jnp.add, grads, jax.grad(ortho_penalty)(g_params, self.G_ortho, ("shared",)))
-        state = self.apply_grads(state, "G", grads)
+        state = self.apply_grads(state, "G", self.opt["G"], grads)
         state = state.replace(extra={**state.extra, "G": g_cols, "D": d_cols})
         return state, {f"Gmain/{k}": jnp.mean(v) for k, v in m.items()}
-
-    def apply_grads(self, state: TrainState, net: str, grads) -> TrainState:
-        updates, opt_state = self.opt[net].update(grads, state.opt_state[net], state.params[net])
-        params = optax.apply_updates(state.params[net], updates)
-        return state.replace(params={**state.params, net: params}, opt_state={**state.opt_state, net: opt_state})
 
     def ema_decay_at(self, step: jax.Array) -> jax.Array:
         """``utils.ema.update(itr)``: 0 (copy) while the iteration ``itr = step + 1 < ema_start``, else the decay."""
@@ -324,7 +315,8 @@ class BigGAN:
         return (state.replace(ema_params={**state.ema_params, "G": ema}, extra={**state.extra, "G_ema": ema_cols}),
                 {"Gema/Progress/ema_decay": decay})
 
-    def phases(self) -> list[Phase]:
+    def phases(self, stage: Stage | None = None) -> list[Phase]:
+        """``num_D_steps`` D steps (Dmain0, Dmain1, ...), Gmain and Gema, all in every iteration."""
         table = [Phase(f"Dmain{i}", 1, functools.partial(self._d_phase, i)) for i in range(self.num_D_steps)]
         table.append(Phase("Gmain", 1, self.g_step))
         table.append(Phase("Gema", 1, lambda state, batch, key: self.ema_update(state)))
@@ -373,52 +365,31 @@ class BigGAN:
                                             n, self.num_standing)
         return self.G.apply(variables, z, labels_from_batch(c, n), train=not self.G_eval_mode)
 
+    @property
+    def z_dim(self) -> int:
+        return self.G.z_dim
 
-# -- the recipe interface ---------------------------------------------------------------------------
+    def sampling(self) -> Sampling:
+        """G_ema as ``gan_jax.sample`` uses it. BigGAN has no mapping network: ``mapping`` packs
+        ``[z, c]`` and ``synthesis`` is the generator; its truncation is the truncated normal of
+        ``sample.truncation`` (a threshold, not StyleGAN's psi), so ``--trunc`` stays 1."""
+        c_dim = self.c_dim
 
+        def mapping(state, z, c=None, psi=1.0):
+            return z if c is None else jnp.concatenate([z, c.astype(z.dtype)], axis=1)
 
-@functools.lru_cache(maxsize=8)
-def _recipe(config_json: str, mesh: jax.sharding.Mesh | None) -> BigGAN:
-    return BigGAN(ml_collections.ConfigDict(json.loads(config_json)), mesh)
+        def synthesis(state, w, key, noise_mode="const"):
+            z, c = (w, None) if not c_dim else (w[:, :-c_dim], w[:, -c_dim:])
+            return self.sample(state, z, c, key=key)
 
+        return Sampling(z_dim=self.z_dim, c_dim=c_dim, mapping=mapping, synthesis=synthesis, num_ws=None,
+                        truncation=False)
 
-def recipe(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh | int | None = None) -> BigGAN:
-    """The recipe statics of ``config`` (built once per distinct config and mesh)."""
-    return _recipe(config.to_json(), mesh if isinstance(mesh, jax.sharding.Mesh) else None)
+    @classmethod
+    def default_config(cls) -> ml_collections.ConfigDict:
+        from gan_jax.configs import biggan_common  # noqa: PLC0415 (configs import only ml_collections)
 
-
-def create_state(config: ml_collections.ConfigDict, rng: jax.Array, mesh=None) -> TrainState:
-    """A fresh train state, replicated over ``mesh`` when one is given."""
-    state = recipe(config, mesh).create_state(rng)
-    return parallel.replicate(state, mesh) if mesh is not None else state
-
-
-def phases(config: ml_collections.ConfigDict, mesh=None) -> list[Phase]:
-    """``num_D_steps`` D steps (Dmain0, Dmain1, ...), Gmain and Gema, all in every iteration."""
-    return recipe(config, mesh).phases()
-
-
-def sample_fn(config: ml_collections.ConfigDict, mesh=None) -> Callable[..., jax.Array]:
-    """``(state, z [N, z_dim], c [N, c_dim] | None) -> G_ema images [N, R, R, 3]``."""
-    r = recipe(config, mesh)
-    return lambda state, z, c=None: r.sample(state, z, c)
-
-
-def sampling(config: ml_collections.ConfigDict, mesh=None) -> Sampling:
-    """G_ema as ``gan_jax.sample`` uses it. BigGAN has no mapping network: ``mapping`` packs
-    ``[z, c]`` and ``synthesis`` is the generator; its truncation is the truncated normal of
-    ``sample.truncation`` (a threshold, not StyleGAN's psi), so ``--trunc`` stays 1."""
-    r = recipe(config, mesh)
-    c_dim = int(config.model.c_dim)
-
-    def mapping(state, z, c=None, psi=1.0):
-        return z if c is None else jnp.concatenate([z, c.astype(z.dtype)], axis=1)
-
-    def synthesis(state, w, key, noise_mode="const"):
-        z, c = (w, None) if not c_dim else (w[:, :-c_dim], w[:, -c_dim:])
-        return r.sample(state, z, c, key=key)
-
-    return Sampling(z_dim=r.z_dim, c_dim=c_dim, mapping=mapping, synthesis=synthesis, num_ws=None, truncation=False)
+        return biggan_common.biggan()
 
 
 def param_counts(config: ml_collections.ConfigDict) -> dict[str, int]:

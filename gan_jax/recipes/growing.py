@@ -24,10 +24,7 @@ code is in NVlabs/stylegan ``training/training_loop.py``.
 from __future__ import annotations
 
 import dataclasses
-import functools
-import json
 import math
-import types
 from collections.abc import Mapping
 from typing import Any
 
@@ -37,7 +34,7 @@ import ml_collections
 import numpy as np
 import optax
 
-from gan_jax.recipes import Stage
+from gan_jax.recipes.base import Recipe, Stage, copy_tree
 from gan_jax.recipes.tf_adam import tf_adam
 from gan_jax.state import TrainState
 
@@ -215,19 +212,25 @@ def process_reals(images: jax.Array, lod: jax.Array, level: int) -> jax.Array:
     return jnp.broadcast_to(x[:, :, None, :, None, :], (n, h, f, w, f, c)).reshape(n, h * f, w * f, c)
 
 
-class GrowingRecipe:
-    """The statics of a growing family's config (networks, schedule, TF Adam's hyper-parameters).
+class GrowingRecipe(Recipe):
+    """What a growing family's recipe shares (networks, schedule, TF Adam's hyper-parameters).
 
     A subclass sets ``build_networks(config, num_shards) -> (G, D)`` and ``init_variables(rng)``,
     and writes its losses, ``phases(stage)`` and sampling; ``G.resolution`` is the final resolution.
+    The schedule decides each stage's minibatch (``sched.minibatch_base`` / ``minibatch_dict``), so a
+    config with ``train.batch_size`` is refused rather than silently ignored.
     """
 
     build_networks: Any
+    kwargs_sections = ("model.G", "model.D", "sched")
 
-    def __init__(self, config: ml_collections.ConfigDict, num_shards: int | None = None):
-        self.config = config
+    def __init__(self, config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh | None = None, *,
+                 num_shards: int | None = None):
+        super().__init__(config, mesh, num_shards=num_shards)
         t = config.train
-        self.num_shards = int(t.get("num_shards") or num_shards or jax.device_count())
+        if "batch_size" in t:
+            raise ValueError(f"train.batch_size={t.batch_size}: the {config.recipe} schedule sets the minibatch of each "
+                             "resolution; set --config.sched.minibatch_base (and sched.minibatch_dict) instead")
         self.G, self.D = type(self).build_networks(config, self.num_shards)
         self.resolution_log2 = int(np.log2(self.G.resolution))
         self.sched = schedule_kwargs(config.sched)
@@ -268,17 +271,14 @@ class GrowingRecipe:
             g_init, d_init = self.init_variables(init_rng)
             g_vars, d_vars = g_vars or g_init, d_vars or d_init
         g_ema_vars = g_ema_vars or g_vars
-        params = {"G": g_vars["params"], "D": d_vars["params"]}
-        copy = lambda t: jax.tree.map(jnp.array, t)
         if lod is None:
             lod = training_schedule(0, self.resolution_log2, self.num_gpus, self.sched).lod
         extra = {"lod": jnp.asarray(lod, jnp.float32)}
         if "buffers" in g_vars:
-            extra.update(G_buffers=g_vars["buffers"], G_ema_buffers=copy(g_ema_vars["buffers"]))
+            extra.update(G_buffers=g_vars["buffers"], G_ema_buffers=copy_tree(g_ema_vars["buffers"]))
         opt = self.optimizer(0.0)
-        return TrainState(step=jnp.zeros((), jnp.int32), images_seen=jnp.zeros((), jnp.int32), params=params,
-                          ema_params={"G": copy(g_ema_vars["params"])},
-                          opt_state={k: opt.init(v) for k, v in params.items()}, extra=extra, rng=run_rng)
+        return self.new_state(run_rng, {"G": g_vars["params"], "D": d_vars["params"]}, {"G": opt, "D": opt}, extra,
+                              ema_params={"G": g_ema_vars["params"]})
 
     def enter_stage(self, state: TrainState, stage: Stage) -> TrainState:
         """Official ``reset_opt_for_new_lod``: fresh Adam moments and step counts at each new lod."""
@@ -287,57 +287,9 @@ class GrowingRecipe:
         opt = self.optimizer(0.0)
         return state.replace(opt_state={k: opt.init(v) for k, v in state.params.items()})
 
-    @staticmethod
-    def apply_grads(state: TrainState, net: str, opt: optax.GradientTransformation, grads) -> TrainState:
-        updates, opt_state = opt.update(grads, state.opt_state[net], state.params[net])
-        params = optax.apply_updates(state.params[net], updates)
-        return state.replace(params={**state.params, net: params}, opt_state={**state.opt_state, net: opt_state})
-
-
-def recipe_interface(cls: type) -> types.SimpleNamespace:
-    """The module-level recipe functions (``gan_jax.recipes``) of a growing family whose statics class
-    ``cls(config, num_shards)`` has ``create_state(rng)``, ``stages()``, ``phases(stage)``,
-    ``enter_stage(state, stage)``, ``sample`` and ``sampling()``; the statics are built once per config."""
-
-    @functools.lru_cache(maxsize=8)
-    def _cached(config_json: str, num_shards: int | None):
-        return cls(ml_collections.ConfigDict(json.loads(config_json)), num_shards)
-
-    def recipe(config: ml_collections.ConfigDict, num_shards: int | None = None):
-        """The recipe statics of ``config`` (built once per distinct config)."""
-        return _cached(config.to_json(), num_shards)
-
-    def _shards(mesh) -> int | None:
-        return None if mesh is None else mesh.devices.size
-
-    def create_state(config, rng: jax.Array, mesh=None):
-        """A fresh train state, replicated over ``mesh`` when one is given."""
-        state = recipe(config, _shards(mesh)).create_state(rng)
-        return jax.device_put(state, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())) \
-            if mesh is not None else state
-
-    def stages(config) -> list[Stage]:
-        """The official growing schedule's stages (one per stable level and per fade-in)."""
-        return recipe(config).stages()
-
-    def phases(config, mesh=None, stage: Stage | None = None):
-        """The phases of ``stage`` (default: the first)."""
-        r = recipe(config, _shards(mesh))
-        return r.phases(stage if stage is not None else r.stages()[0])
-
-    def enter_stage(config, state, stage: Stage):
-        """Fresh optimizer states at a new level of detail (official ``reset_opt_for_new_lod``)."""
-        return recipe(config).enter_stage(state, stage)
-
-    def sample_fn(config, mesh=None):
-        """``(state, z [N, z_dim], c) -> G_ema images [N, R, R, C]`` at the state's lod."""
-        return recipe(config, _shards(mesh)).sample
-
-    def sampling(config, mesh=None):
-        return recipe(config, _shards(mesh)).sampling()
-
-    return types.SimpleNamespace(recipe=recipe, create_state=create_state, stages=stages, phases=phases,
-                                 enter_stage=enter_stage, sample_fn=sample_fn, sampling=sampling)
+    def console(self, means: Mapping[str, float]) -> str:
+        line = super().console(means)
+        return f"{line} lod={means['Progress/lod']:.3f}" if "Progress/lod" in means else line
 
 
 def checked_stages(resolution_log2: int, total_kimg: float, num_gpus: int, sched: Mapping[str, Any],

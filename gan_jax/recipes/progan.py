@@ -29,9 +29,15 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from gan_jax import convert, losses
+from gan_jax import losses
 from gan_jax.models import progan
-from gan_jax.recipes import Phase, Sampling, Stage, growing
+from gan_jax.recipes import growing
+from gan_jax.recipes.base import Phase, Stage, plain, prefixed
+
+try:  # TEMP
+    from gan_jax.models import from_kwargs
+except ImportError:
+    from gan_jax import convert as from_kwargs
 from gan_jax.state import TrainState
 
 Batch = Mapping[str, jax.Array]
@@ -43,13 +49,9 @@ def build_networks(config: ml_collections.ConfigDict, num_shards: int = 1) -> tu
     m, d = config.model, config.data
     common = {"num_channels": int(d.channels), "resolution": int(d.resolution), "label_size": int(m.c_dim)}
     dtype = jnp.dtype(m.get("dtype", "float32"))
-    G = convert.progan_generator_from_kwargs({**_plain(m.G), **common}, dtype=dtype)
-    D = convert.progan_discriminator_from_kwargs({**_plain(m.D), **common}, dtype=dtype)
+    G = from_kwargs.progan_generator_from_kwargs({**plain(m.G), **common}, dtype=dtype)
+    D = from_kwargs.progan_discriminator_from_kwargs({**plain(m.D), **common}, dtype=dtype)
     return G, D.clone(mbstd_num_shards=num_shards)
-
-
-def _plain(cfg: Any) -> dict:
-    return cfg.to_dict() if isinstance(cfg, ml_collections.ConfigDict) else dict(cfg)
 
 
 class ProGAN(growing.GrowingRecipe):
@@ -57,8 +59,9 @@ class ProGAN(growing.GrowingRecipe):
 
     build_networks = staticmethod(build_networks)
 
-    def __init__(self, config: ml_collections.ConfigDict, num_shards: int | None = None):
-        super().__init__(config, num_shards)
+    def __init__(self, config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh | None = None, *,
+                 num_shards: int | None = None):
+        super().__init__(config, mesh, num_shards=num_shards)
         t = config.train
         self.g_smoothing = float(t.G_smoothing)
         self.wgan_lambda, self.wgan_epsilon = float(t.wgan_lambda), float(t.wgan_epsilon)
@@ -140,7 +143,7 @@ class ProGAN(growing.GrowingRecipe):
                        "Loss/scores/fake": jnp.mean(terms["fake_scores"]),
                        "Loss/mixed_norms": jnp.mean(terms["mixed_norms"]),
                        "Loss/epsilon_penalty": jnp.mean(terms["epsilon_penalty"])}
-            return state, {**_prefix("Dmain", metrics), "Progress/lod": lod}
+            return state, {**prefixed("Dmain", metrics), "Progress/lod": lod}
 
         def gema(state, batch, key):
             beta = np.float32(self.g_smoothing)  # official lerp(G, Gs, beta) per step
@@ -154,7 +157,7 @@ class ProGAN(growing.GrowingRecipe):
             (loss, terms), grads = jax.value_and_grad(self.g_loss, has_aux=True)(
                 state.params["G"], state.params["D"], latents, labels, lod, res)
             state = self.apply_grads(state, "G", opt_g, grads)
-            return state, _prefix("Gmain", {"Loss/G/loss": loss, "Loss/scores/fake": jnp.mean(terms["fake_scores"])})
+            return state, prefixed("Gmain", {"Loss/G/loss": loss, "Loss/scores/fake": jnp.mean(terms["fake_scores"])})
 
         return [Phase("Dmain", 1, dmain), Phase("Gema", 1, gema), Phase("Gmain", 1, gmain)]
 
@@ -164,30 +167,16 @@ class ProGAN(growing.GrowingRecipe):
         """G_ema images [N, R, R, C] at the state's current ``lod`` (``extra['lod']``)."""
         return self.generate(state.ema_params["G"], z, c, state.extra["lod"])
 
-    def sampling(self) -> Sampling:
-        z_dim, c_dim = self.G.z_dim, self.G.c_dim
+    @property
+    def z_dim(self) -> int:
+        return self.G.z_dim
 
-        def mapping(state, z, c=None, psi=1.0):  # no mapping network: the input is [latents, labels]
-            return jnp.concatenate([z, c], axis=1) if c_dim else z
+    @property
+    def c_dim(self) -> int:
+        return self.G.c_dim
 
-        def synthesis(state, w, key=None, noise_mode="const"):  # no noise inputs
-            return self.sample(state, w[:, :z_dim], w[:, z_dim:] if c_dim else None)
+    @classmethod
+    def default_config(cls) -> ml_collections.ConfigDict:
+        from gan_jax.configs import progan_common  # noqa: PLC0415 (configs import only ml_collections)
 
-        return Sampling(z_dim=z_dim, c_dim=c_dim, mapping=mapping, synthesis=synthesis, num_ws=None, truncation=False)
-
-
-def _prefix(phase: str, metrics: dict[str, jax.Array]) -> dict[str, jax.Array]:
-    return {f"{phase}/{k}": v for k, v in metrics.items()}
-
-
-# -- the recipe interface ----------------------------------------------------------------------------
-
-
-_interface = growing.recipe_interface(ProGAN)
-recipe = _interface.recipe
-create_state = _interface.create_state
-stages = _interface.stages
-phases = _interface.phases
-enter_stage = _interface.enter_stage
-sample_fn = _interface.sample_fn
-sampling = _interface.sampling
+        return progan_common.progan()

@@ -26,9 +26,14 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from gan_jax import convert
 from gan_jax.models import stylegan
-from gan_jax.recipes import Phase, Sampling, Stage, growing
+from gan_jax.recipes import growing
+from gan_jax.recipes.base import Phase, Sampling, Stage, plain
+
+try:  # TEMP
+    from gan_jax.models import from_kwargs
+except ImportError:
+    from gan_jax import convert as from_kwargs
 from gan_jax.state import TrainState
 
 Batch = Mapping[str, jax.Array]
@@ -112,18 +117,14 @@ def _rbg(key: jax.Array) -> jax.Array:
     return jax.random.wrap_key_data(jnp.concatenate([data.reshape(-1)] * 2)[:4], impl="unsafe_rbg")
 
 
-def _plain(cfg: Any) -> dict:
-    return cfg.to_dict() if isinstance(cfg, ml_collections.ConfigDict) else dict(cfg or {})
-
-
 def build_networks(config: ml_collections.ConfigDict, num_shards: int = 1) -> tuple[stylegan.Generator, stylegan.Discriminator]:
     """G_style and D_basic from ``config.model.G`` / ``config.model.D`` (official keyword names);
     ``num_channels``, ``resolution`` and ``label_size`` come from the data, as the official loop passes them."""
     m, d = config.model, config.data
     common = dict(num_channels=int(d.channels), resolution=int(d.resolution), label_size=int(m.c_dim))
     dtype = m.get("dtype", "float32")
-    G = convert.stylegan_generator_from_kwargs({**_plain(m.G), **common}, dtype=dtype)
-    D = convert.stylegan_discriminator_from_kwargs({**_plain(m.D), **common}, dtype=dtype)
+    G = from_kwargs.stylegan_generator_from_kwargs({**plain(m.G), **common}, dtype=dtype)
+    D = from_kwargs.stylegan_discriminator_from_kwargs({**plain(m.D), **common}, dtype=dtype)
     return G, D.clone(mbstd_num_shards=num_shards)
 
 
@@ -132,8 +133,9 @@ class StyleGAN(growing.GrowingRecipe):
 
     build_networks = staticmethod(build_networks)
 
-    def __init__(self, config: ml_collections.ConfigDict, num_shards: int | None = None):
-        super().__init__(config, num_shards)
+    def __init__(self, config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh | None = None, *,
+                 num_shards: int | None = None):
+        super().__init__(config, mesh, num_shards=num_shards)
         t = config.train
         self.r1_gamma = float(t.r1_gamma)
         self.style_mixing_prob = float(self.G.style_mixing_prob or 0.0)
@@ -230,6 +232,14 @@ class StyleGAN(growing.GrowingRecipe):
         return self.G.apply(self.ema_variables(state), z, c, truncation_psi=self.G.truncation_psi_val,
                             truncation_cutoff=self.G.truncation_cutoff_val, noise_mode="const", lod=state.extra["lod"])
 
+    @property
+    def z_dim(self) -> int:
+        return self.G.latent_size
+
+    @property
+    def c_dim(self) -> int:
+        return self.G.label_size
+
     def sampling(self) -> Sampling:
         G = self
 
@@ -246,15 +256,8 @@ class StyleGAN(growing.GrowingRecipe):
         return Sampling(z_dim=self.G.latent_size, c_dim=self.G.label_size, mapping=mapping, synthesis=synthesis,
                         num_ws=self.G.num_layers, truncation=True)
 
+    @classmethod
+    def default_config(cls) -> ml_collections.ConfigDict:
+        from gan_jax.configs import stylegan_common  # noqa: PLC0415 (configs import only ml_collections)
 
-# -- the recipe interface ---------------------------------------------------------------------------
-
-
-_interface = growing.recipe_interface(StyleGAN)
-recipe = _interface.recipe
-create_state = _interface.create_state
-stages = _interface.stages
-phases = _interface.phases
-enter_stage = _interface.enter_stage
-sample_fn = _interface.sample_fn
-sampling = _interface.sampling
+        return stylegan_common.stylegan()

@@ -20,8 +20,6 @@ move once per round, as the official loop's rounds do.
 
 from __future__ import annotations
 
-import functools
-import json
 import math
 from typing import Any, Callable, Mapping
 
@@ -31,10 +29,15 @@ import ml_collections
 import numpy as np
 import optax
 
-from gan_jax import convert, losses, parallel
+from gan_jax import losses
 from gan_jax.models import stylegan2
-from gan_jax.recipes import Phase, Sampling
+from gan_jax.recipes.base import Phase, Recipe, Sampling, Stage, copy_tree, plain, prefixed
 from gan_jax.state import TrainState
+
+try:  # TEMP
+    from gan_jax.models import from_kwargs
+except ImportError:
+    from gan_jax import convert as from_kwargs
 
 Batch = Mapping[str, jax.Array]
 Inputs = dict[str, Any]
@@ -56,15 +59,16 @@ def lazy_adam(lr: float, betas: tuple[float, float], eps: float, reg_interval: i
     return tx
 
 
-class StyleGAN2:
-    """The recipe's statics (networks, optimizers, hyper-parameters) built once from a config."""
+class StyleGAN2(Recipe):
+    """NVIDIA's StyleGAN2 training: networks, optimizers and hyper-parameters of one config."""
 
-    def __init__(self, config: ml_collections.ConfigDict, num_shards: int | None = None):
-        self.config = config
+    kwargs_sections = ("model.G", "model.D")
+
+    def __init__(self, config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh | None = None, *,
+                 num_shards: int | None = None):
+        super().__init__(config, mesh, num_shards=num_shards)
         t = config.train
         self.batch_size = int(t.batch_size)
-        # Configured shards win (so a 1-device run can reproduce an 8-device one); else one per device.
-        self.num_shards = int(t.get("num_shards") or num_shards or jax.device_count())
         if self.batch_size % self.num_shards:
             raise ValueError(f"train.batch_size={self.batch_size} must be divisible by the {self.num_shards} data shards (devices)")
         per_shard = self.batch_size // self.num_shards
@@ -119,18 +123,10 @@ class StyleGAN2:
             g_vars = g_vars or g_init
             d_vars = d_vars or d_init
         g_ema_vars = g_ema_vars or g_vars
-        params = {"G": g_vars["params"], "D": d_vars["params"]}
-        copy = lambda t: jax.tree.map(jnp.array, t)
-        return TrainState(
-            step=jnp.zeros((), jnp.int32),
-            images_seen=jnp.zeros((), jnp.int32),
-            params=params,
-            ema_params={"G": copy(g_ema_vars["params"])},
-            opt_state={k: self.opt[k].init(v) for k, v in params.items()},
-            extra={"G_buffers": g_vars["buffers"], "G_ema_buffers": copy(g_ema_vars["buffers"]),
-                   "pl_mean": jnp.zeros((), jnp.float32)},
-            rng=run_rng,
-        )
+        extra = {"G_buffers": g_vars["buffers"], "G_ema_buffers": copy_tree(g_ema_vars["buffers"]),
+                 "pl_mean": jnp.zeros((), jnp.float32)}
+        return self.new_state(run_rng, {"G": g_vars["params"], "D": d_vars["params"]}, self.opt, extra,
+                              ema_params={"G": g_ema_vars["params"]})
 
     # -- random inputs --------------------------------------------------------------------------
 
@@ -310,11 +306,6 @@ class StyleGAN2:
 
     # -- updates ------------------------------------------------------------------------------------
 
-    def apply_grads(self, state: TrainState, net: str, grads) -> TrainState:
-        updates, opt_state = self.opt[net].update(grads, state.opt_state[net], state.params[net])
-        params = optax.apply_updates(state.params[net], updates)
-        return state.replace(params={**state.params, net: params}, opt_state={**state.opt_state, net: opt_state})
-
     def ema_beta(self, images_seen: jax.Array) -> jax.Array:
         """``0.5 ** (batch / ema_nimg)``, ``ema_nimg = ema_kimg * 1000`` (optionally ramped up by
         ``images_seen * ema_rampup``): the half-life of G_ema is ``ema_kimg`` thousand images of the
@@ -332,8 +323,9 @@ class StyleGAN2:
 
     # -- phases ---------------------------------------------------------------------------------
 
-    def phases(self, inputs_fn: InputsFn | None = None) -> list[Phase]:
-        """NVIDIA's phase table. ``inputs_fn(phase, key, batch)`` replaces the random draws (tests)."""
+    def phases(self, stage: Stage | None = None, inputs_fn: InputsFn | None = None) -> list[Phase]:
+        """NVIDIA's phase table: Gmain, Greg (every 4), Dmain, Dreg (every 16), Gema.
+        ``inputs_fn(phase, key, batch)`` replaces the random draws (tests)."""
         draw = inputs_fn or self.draw_inputs
 
         def step(name):
@@ -344,7 +336,7 @@ class StyleGAN2:
                 grads, extra, metrics = self.phase_grads(name, state, batch, inputs)
                 if name == "Greg":
                     metrics["pl_mean"] = extra["pl_mean"]
-                return self.apply_grads(state, net, grads).replace(extra=extra), _prefix(name, metrics)
+                return self.apply_grads(state, net, self.opt[net], grads).replace(extra=extra), prefixed(name, metrics)
             return phase_fn
 
         gmain, greg, dmain, dreg = step("Gmain"), step("Greg"), step("Dmain"), step("Dreg")
@@ -369,8 +361,33 @@ class StyleGAN2:
                             rngs={"noise": jax.random.PRNGKey(0)})
 
 
-def _prefix(phase: str, metrics: dict[str, jax.Array]) -> dict[str, jax.Array]:
-    return {f"{phase}/{k}": v for k, v in metrics.items()}
+    @property
+    def z_dim(self) -> int:
+        return self.G.z_dim
+
+    @property
+    def c_dim(self) -> int:
+        return self.G.c_dim
+
+    def sampling(self) -> Sampling:
+        """G_ema as ``gan_jax.sample`` uses it: mapping (with truncation) -> ws [N, num_ws, w_dim] -> synthesis."""
+        G = self.G
+        ema = lambda state: {"params": state.ema_params["G"], "buffers": state.extra["G_ema_buffers"]}  # noqa: E731
+
+        def mapping(state, z, c=None, psi=1.0):
+            return G.apply(ema(state), z, c, truncation_psi=psi, method="mapping")
+
+        def synthesis(state, ws, key, noise_mode="const"):
+            return G.apply(ema(state), ws, noise_mode=noise_mode, rngs={"noise": key}, method="synthesis")
+
+        return Sampling(z_dim=G.z_dim, c_dim=G.c_dim, mapping=mapping, synthesis=synthesis, num_ws=G.num_ws,
+                        truncation=True)
+
+    @classmethod
+    def default_config(cls) -> ml_collections.ConfigDict:
+        from gan_jax.configs import common  # noqa: PLC0415 (configs import only ml_collections)
+
+        return common.stylegan2()
 
 
 def build_networks(config: ml_collections.ConfigDict, num_shards: int = 1) -> tuple[stylegan2.Generator, stylegan2.Discriminator]:
@@ -378,54 +395,6 @@ def build_networks(config: ml_collections.ConfigDict, num_shards: int = 1) -> tu
     m, d = config.model, config.data
     common = dict(c_dim=int(m.c_dim), img_resolution=int(d.resolution), img_channels=int(d.channels))
     dtype = jnp.dtype(m.get("dtype", "float32"))
-    G = convert.generator_from_kwargs({**_plain(m.G), **common}, dtype=dtype)
-    D = convert.discriminator_from_kwargs({**_plain(m.D), **common}, dtype=dtype)
+    G = from_kwargs.generator_from_kwargs({**plain(m.G), **common}, dtype=dtype)
+    D = from_kwargs.discriminator_from_kwargs({**plain(m.D), **common}, dtype=dtype)
     return G, D.clone(mbstd_num_shards=num_shards)
-
-
-def _plain(cfg: Any) -> dict:
-    return cfg.to_dict() if isinstance(cfg, ml_collections.ConfigDict) else dict(cfg)
-
-
-# -- the recipe interface ---------------------------------------------------------------------------
-
-
-@functools.lru_cache(maxsize=8)
-def _recipe(config_json: str, num_shards: int | None) -> StyleGAN2:
-    return StyleGAN2(ml_collections.ConfigDict(json.loads(config_json)), num_shards)
-
-
-def recipe(config: ml_collections.ConfigDict, num_shards: int | None = None) -> StyleGAN2:
-    """The recipe statics of ``config`` (built once per distinct config)."""
-    return _recipe(config.to_json(), num_shards)
-
-
-def create_state(config: ml_collections.ConfigDict, rng: jax.Array, mesh=None) -> TrainState:
-    """A fresh train state, replicated over ``mesh`` when one is given."""
-    r = recipe(config, None if mesh is None else mesh.devices.size)
-    state = r.create_state(rng)
-    return parallel.replicate(state, mesh) if mesh is not None else state
-
-
-def phases(config: ml_collections.ConfigDict, mesh=None) -> list[Phase]:
-    """NVIDIA's phase table: Gmain, Greg (every 4), Dmain, Dreg (every 16), Gema."""
-    return recipe(config, None if mesh is None else mesh.devices.size).phases()
-
-
-def sample_fn(config: ml_collections.ConfigDict, mesh=None) -> Callable[..., jax.Array]:
-    """``(state, z [N, z_dim], c) -> G_ema images [N, R, R, C]``."""
-    return recipe(config, None if mesh is None else mesh.devices.size).sample
-
-
-def sampling(config: ml_collections.ConfigDict, mesh=None) -> Sampling:
-    """G_ema as ``gan_jax.sample`` uses it: mapping (with truncation) -> ws [N, num_ws, w_dim] -> synthesis."""
-    G = recipe(config, None if mesh is None else mesh.devices.size).G
-    ema = lambda state: {"params": state.ema_params["G"], "buffers": state.extra["G_ema_buffers"]}  # noqa: E731
-
-    def mapping(state, z, c=None, psi=1.0):
-        return G.apply(ema(state), z, c, truncation_psi=psi, method="mapping")
-
-    def synthesis(state, ws, key, noise_mode="const"):
-        return G.apply(ema(state), ws, noise_mode=noise_mode, rngs={"noise": key}, method="synthesis")
-
-    return Sampling(z_dim=G.z_dim, c_dim=G.c_dim, mapping=mapping, synthesis=synthesis, num_ws=G.num_ws, truncation=True)
