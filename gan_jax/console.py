@@ -103,7 +103,8 @@ class Progress:
         self.flush()
         elapsed = time.perf_counter() - self.t0 if self.t0 is not None else 0.0
         ips = self.steps_timed * batch_size / elapsed if elapsed > 0 and self.steps_timed else float("nan")
-        means = {k: float(np.mean([w[k] for w in self.window if k in w])) for k in self.window[-1]} if self.window else {}
+        keys = dict.fromkeys(k for w in self.window for k in w)  # every metric of the window (Greg runs every 4th step)
+        means = {k: float(np.mean([w[k] for w in self.window if k in w])) for k in keys}
         kimg = self.images_at(done) / 1000
         means.update({"Progress/kimg": kimg, "Timing/images_per_sec": ips,
                       "Timing/sec_per_kimg": 1000 / ips if ips > 0 else float("nan")})

@@ -64,11 +64,14 @@ def main(argv: list[str]) -> None:
     if not _WORKDIR.value:
         raise app.UsageError("--workdir is required: the directory for checkpoints, logs and samples")
     # Imported after flag parsing, so that --help is fast.
-    from gan_jax import parallel, train
+    from gan_jax import parallel, recipes, train
 
     parallel.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value,
                                     auto=_MULTIHOST.value)
-    train.train(_CONFIG.value, _WORKDIR.value)
+    try:
+        train.train(_CONFIG.value, _WORKDIR.value)
+    except (recipes.RecipeNotFound, recipes.UnknownConfigField) as err:  # a config mistake: one line, no traceback
+        sys.exit(f"error: {err}")
 
 
 def resolve_config_spec(spec: str) -> str:

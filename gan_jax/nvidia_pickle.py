@@ -72,7 +72,7 @@ import io
 import os
 import pickle
 import re
-from typing import Any, BinaryIO, Mapping
+from typing import Any, BinaryIO, Callable, Mapping
 
 import numpy as np
 
@@ -142,7 +142,7 @@ class PersistentRecord(dict, rp.Container):
     def __setstate__(self, state: Any) -> None:
         raise NvidiaPickleError("BUILD applied to a persistence record (NVIDIA's records have no BUILD)")
 
-    def resolve_contents(self, resolve: Any) -> None:
+    def resolve_contents(self, resolve: Callable[[Any], Any]) -> None:
         """Once the state is read: ``init_args`` / ``init_kwargs`` are its ``_init_args`` / ``_init_kwargs``."""
         state = self["state"]
         self["init_args"] = state.get("_init_args", ())
@@ -192,7 +192,7 @@ class _TFNetworkStub(rp.Container):
             raise NvidiaPickleError(f"TF network state is a {type(state).__name__}, expected a dict")
         self.state = state
 
-    def resolve_contents(self, resolve: Any) -> None:
+    def resolve_contents(self, resolve: Callable[[Any], Any]) -> None:
         if hasattr(self, "state"):
             self.state = resolve(self.state)
 

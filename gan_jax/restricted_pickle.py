@@ -586,7 +586,9 @@ class RestrictedUnpickler(pickle.Unpickler):
 _CODE2OP = {op.code.encode("latin-1"): op for op in pickletools.opcodes}
 _COUNTED = {pickletools.TAKEN_FROM_ARGUMENT1: "<B", pickletools.TAKEN_FROM_ARGUMENT4: "<i",
             pickletools.TAKEN_FROM_ARGUMENT4U: "<I", pickletools.TAKEN_FROM_ARGUMENT8U: "<Q"}
-_MEMO_SLACK = 1024  # memo indices may run ahead of the opcode count by this much (writers start at 0)
+# Picklers number memo entries 0, 1, 2, ..., one PUT opcode each, so an index never exceeds the
+# opcode count; 1024 is slack for hand-made files, far below what would allocate much.
+_MEMO_SLACK = 1024
 
 
 def scan(f: BinaryIO, what: str = "pickle") -> None:

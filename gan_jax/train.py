@@ -16,7 +16,7 @@ import ml_collections
 
 from gan_jax import checkpoint as checkpoint_lib
 from gan_jax import data as data_lib
-from gan_jax import parallel, recipes, run_config
+from gan_jax import parallel, recipes
 from gan_jax.cadence import Cadence
 from gan_jax.compiled import PROGRAMS, CompiledSteps, NonFiniteLoss, ProgramCache, check_finite, initial_state
 from gan_jax.console import Logger, Progress

@@ -28,6 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import traverse_util
 
+from gan_jax.layouts import permutations
 from gan_jax.metrics.inception import InceptionV3
 
 PYTORCH_FID_URL = "https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/pt_inception-2015-12-05-6726825d.pth"
@@ -55,12 +56,9 @@ def abstract_variables() -> dict[str, Any]:
 
 
 def _torch_to_flax(name: str, value: np.ndarray) -> tuple[tuple[str, ...], np.ndarray]:
+    """conv ``[out, in, kh, kw]`` -> ``[kh, kw, in, out]``, fc ``[out, in]`` -> ``[in, out]``."""
     path = tuple(name.split("."))
-    if path[-1] == "weight" and value.ndim == 4:  # conv [out, in, kh, kw] -> [kh, kw, in, out]
-        value = np.transpose(value, (2, 3, 1, 0))
-    elif path[-1] == "weight" and value.ndim == 2:  # fc [out, in] -> [in, out]
-        value = value.T
-    return path, value
+    return path, permutations.PYTORCH_FID.from_upstream(path[-1], value)
 
 
 def variables_from_pytorch_fid(state: Mapping[str, np.ndarray]) -> dict[str, Any]:

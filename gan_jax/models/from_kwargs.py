@@ -8,7 +8,8 @@
 | ``progan_discriminator_from_kwargs``     | its ``D_paper``                                               |
 | ``stylegan_generator_from_kwargs``       | NVlabs/stylegan ``G_style`` static kwargs                      |
 | ``stylegan_discriminator_from_kwargs``   | its ``D_basic``                                               |
-| ``biggan_networks_from_kwargs``          | ajbrock/BigGAN-PyTorch ``Generator`` / ``Discriminator`` (and the ``-deep`` ones) |
+| ``biggan_generator_from_kwargs``         | ajbrock/BigGAN-PyTorch ``Generator`` (``BigGANdeep``'s too)    |
+| ``biggan_discriminator_from_kwargs``     | its ``Discriminator``; ``biggan_networks_from_kwargs`` builds both |
 
 Keywords a factory does not know raise ``ValueError`` naming them; keywords that do not change the
 numbers (memory formats, run-time switches, optimizer settings) are accepted and dropped. Keywords
@@ -28,6 +29,8 @@ import numpy as np
 from gan_jax.models import biggan, progan, stylegan, stylegan2
 
 __all__ = [
+    "biggan_discriminator_from_kwargs",
+    "biggan_generator_from_kwargs",
     "biggan_networks_from_kwargs",
     "discriminator_from_kwargs",
     "generator_from_kwargs",
@@ -214,12 +217,21 @@ def _biggan(cls: type, kwargs: Mapping[str, Any], dtype: Any) -> Any:
     return cls(**_module_fields(cls, kwargs, who, _BIGGAN_IGNORED | set(_BIGGAN_ACTIVATIONS)), dtype=dtype)
 
 
+def biggan_generator_from_kwargs(G_kwargs: Mapping[str, Any], dtype: Any = jnp.float32) -> biggan.Generator:
+    """gan_jax's BigGAN G from the reference ``Generator`` keywords (``DeepGenerator`` when they
+    carry ``G_depth``): z ``[N, dim_z]`` and integer labels ``[N]`` -> NHWC images ``[N, R, R, 3]``."""
+    return _biggan(biggan.DeepGenerator if "G_depth" in G_kwargs else biggan.Generator, G_kwargs, dtype)
+
+
+def biggan_discriminator_from_kwargs(D_kwargs: Mapping[str, Any], dtype: Any = jnp.float32) -> biggan.Discriminator:
+    """gan_jax's BigGAN D from the reference ``Discriminator`` keywords (``DeepDiscriminator`` when
+    they carry ``D_depth``): NHWC images ``[N, R, R, 3]`` and integer labels ``[N]`` -> logits ``[N, 1]``."""
+    return _biggan(biggan.DeepDiscriminator if "D_depth" in D_kwargs else biggan.Discriminator, D_kwargs, dtype)
+
+
 def biggan_networks_from_kwargs(G_kwargs: Mapping[str, Any], D_kwargs: Mapping[str, Any] | None = None,
                                 dtype: Any = jnp.float32) -> tuple[biggan.Generator, biggan.Discriminator | None]:
-    """gan_jax's BigGAN G (and D, None without ``D_kwargs``) from the reference constructor
-    keywords: BigGAN-deep (``DeepGenerator`` / ``DeepDiscriminator``) when they carry ``G_depth`` /
-    ``D_depth``. G maps z ``[N, dim_z]`` and integer labels ``[N]`` to NHWC images ``[N, R, R, 3]``."""
-    G = _biggan(biggan.DeepGenerator if "G_depth" in G_kwargs else biggan.Generator, G_kwargs, dtype)
-    if D_kwargs is None:
-        return G, None
-    return G, _biggan(biggan.DeepDiscriminator if "D_depth" in D_kwargs else biggan.Discriminator, D_kwargs, dtype)
+    """gan_jax's BigGAN G and D (None without ``D_kwargs``) from the reference constructor
+    keywords: BigGAN-deep when they carry ``G_depth`` / ``D_depth``."""
+    G = biggan_generator_from_kwargs(G_kwargs, dtype)
+    return G, (None if D_kwargs is None else biggan_discriminator_from_kwargs(D_kwargs, dtype))

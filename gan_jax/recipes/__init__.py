@@ -27,12 +27,16 @@ import ml_collections
 
 from gan_jax.recipes.base import REQUIRED_METHODS, Phase, PhaseFn, Recipe, Sampling, Stage
 
-__all__ = ["Phase", "PhaseFn", "Recipe", "Sampling", "Stage", "StagePlan", "build", "check_config", "recipe_class",
-           "stage_plan"]
+__all__ = ["Phase", "PhaseFn", "Recipe", "RecipeNotFound", "Sampling", "Stage", "StagePlan", "UnknownConfigField",
+           "build", "check_config", "recipe_class", "stage_plan"]
 
 
 class RecipeNotFound(ValueError):
     """``config.recipe`` names no module, or a module without a complete ``Recipe`` subclass."""
+
+
+class UnknownConfigField(ValueError):
+    """A config sets a field that the recipe does not read."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -152,5 +156,5 @@ def check_config(config: ml_collections.ConfigDict, cls: type[Recipe]) -> None:
             continue
         close = difflib.get_close_matches(field, sorted(valid), n=1, cutoff=0.0)
         hint = f"; did you mean {close[0]!r}?" if close else ""
-        raise ValueError(f"config field {field!r} is not one the {config.recipe} recipe reads{hint} "
+        raise UnknownConfigField(f"config field {field!r} is not one the {config.recipe} recipe reads{hint} "
                          f"(the fields are those of {cls.__name__}.default_config())")

@@ -43,15 +43,11 @@ import numpy as np
 import optax
 
 from gan_jax import losses, parallel
+from gan_jax.models import from_kwargs
 from gan_jax.nn.batch_norm import MOMENTS_COLLECTION
 from gan_jax.nn.spectral_norm import sn_matrix
 from gan_jax.recipes.base import Phase, Recipe, Sampling, Stage, copy_tree, plain
 from gan_jax.state import TrainState
-
-try:  # TEMP
-    from gan_jax.models import from_kwargs
-except ImportError:
-    from gan_jax import convert as from_kwargs
 
 Batch = Mapping[str, jax.Array]
 

@@ -22,7 +22,6 @@ where the official draws ``training_set.get_random_labels_tf``; same distributio
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -30,14 +29,9 @@ import ml_collections
 import numpy as np
 
 from gan_jax import losses
-from gan_jax.models import progan
+from gan_jax.models import from_kwargs, progan
 from gan_jax.recipes import growing
 from gan_jax.recipes.base import Phase, Stage, plain, prefixed
-
-try:  # TEMP
-    from gan_jax.models import from_kwargs
-except ImportError:
-    from gan_jax import convert as from_kwargs
 from gan_jax.state import TrainState
 
 Batch = Mapping[str, jax.Array]

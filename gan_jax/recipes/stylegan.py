@@ -26,14 +26,9 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from gan_jax.models import stylegan
+from gan_jax.models import from_kwargs, stylegan
 from gan_jax.recipes import growing
 from gan_jax.recipes.base import Phase, Sampling, Stage, plain
-
-try:  # TEMP
-    from gan_jax.models import from_kwargs
-except ImportError:
-    from gan_jax import convert as from_kwargs
 from gan_jax.state import TrainState
 
 Batch = Mapping[str, jax.Array]

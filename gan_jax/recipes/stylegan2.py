@@ -30,14 +30,9 @@ import numpy as np
 import optax
 
 from gan_jax import losses
-from gan_jax.models import stylegan2
+from gan_jax.models import from_kwargs, stylegan2
 from gan_jax.recipes.base import Phase, Recipe, Sampling, Stage, copy_tree, plain, prefixed
 from gan_jax.state import TrainState
-
-try:  # TEMP
-    from gan_jax.models import from_kwargs
-except ImportError:
-    from gan_jax import convert as from_kwargs
 
 Batch = Mapping[str, jax.Array]
 Inputs = dict[str, Any]
@@ -57,6 +52,13 @@ def lazy_adam(lr: float, betas: tuple[float, float], eps: float, reg_interval: i
     tx = optax.chain(finite, optax.adam(lr * c, b1=b1, b2=b2, eps=eps))
     tx.hyperparams = dict(lr=lr * c, b1=b1, b2=b2, eps=eps)  # type: ignore[attr-defined]
     return tx
+
+
+def freeze_updates(mask_fn: Callable[[Any], Any]) -> optax.GradientTransformation:
+    """Zero updates where ``mask_fn(params)`` is True: parameters NVIDIA holds as buffers (not trained)."""
+    def zero(updates, params):
+        return jax.tree.map(lambda u, frozen: jnp.zeros_like(u) if frozen else u, updates, mask_fn(params))
+    return optax.stateless(zero)
 
 
 class StyleGAN2(Recipe):
@@ -102,6 +104,8 @@ class StyleGAN2(Recipe):
             "G": lazy_adam(float(t.g_lr), betas, float(t.eps), self.g_reg_interval),
             "D": lazy_adam(float(t.d_lr), betas, float(t.eps), self.d_reg_interval),
         }
+        if self.D.freeze_layers > 0:  # Freeze-D (NVIDIA's --freezed): the first layers of D never move
+            self.opt["D"] = optax.chain(self.opt["D"], freeze_updates(lambda params: stylegan2.freeze_d_mask(self.D, params)))
 
     # -- state ----------------------------------------------------------------------------------
 
