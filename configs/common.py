@@ -101,6 +101,7 @@ def stylegan2(resolution: int = 32) -> ml_collections.ConfigDict:
     c.model.D.num_fp16_res = 0
     c.model.D.conv_clamp = 256
     c.model.D.epilogue_kwargs = ml_collections.ConfigDict({"mbstd_group_size": 4})  # cfg_specs 'mbstd'
+    c.model.D.block_kwargs = ml_collections.ConfigDict({"freeze_layers": 0})  # train.py --freezed (Freeze-D)
 
     c.train.batch_size = 32  # global batch over all devices; cfg_specs 'mb'
     c.train.num_shards = ml_collections.FieldReference(None, field_type=int)  # mbstd/mixing shards; None = one per device

@@ -135,6 +135,8 @@ def _run_config(G_kwargs: Mapping[str, Any], D_kwargs: Mapping[str, Any] | None,
     config.model.G = _model_kwargs(G_kwargs, _STYLEGAN2_DATA_KWARGS)
     if D_kwargs is not None:
         config.model.D = _model_kwargs(D_kwargs, _STYLEGAN2_DATA_KWARGS)
+        # so that fine-tuning can set --config.model.D.block_kwargs.freeze_layers (NVIDIA's --freezed)
+        config.model.D.block_kwargs = {"freeze_layers": 0, **dict(config.model.D.get("block_kwargs") or {})}
     training_set = dict(training_set or {})
     config.data.source = training_set.get("path") or "embedded"
     config.data.use_labels = bool(G.c_dim)

@@ -129,21 +129,21 @@ def iteration(fx, recipe):
 
     g, buffers, m = jax.jit(recipe.gmain_grads)(state, batch, inputs("Gmain", None, batch))
     rec["Gmain"] = (g, buffers, m)
-    state = recipe.apply_grads(state, "G", g).replace(extra={**state.extra, "G_buffers": buffers})
+    state = recipe.apply_grads(state, "G", recipe.opt["G"], g).replace(extra={**state.extra, "G_buffers": buffers})
     rec["after_Gmain"] = state.params["G"]
 
     g, buffers, pl_mean, m = jax.jit(recipe.greg_grads)(state, batch, inputs("Greg", None, batch))
     rec["Greg"] = (g, buffers, m, pl_mean)
-    state = recipe.apply_grads(state, "G", g).replace(extra={**state.extra, "G_buffers": buffers, "pl_mean": pl_mean})
+    state = recipe.apply_grads(state, "G", recipe.opt["G"], g).replace(extra={**state.extra, "G_buffers": buffers, "pl_mean": pl_mean})
 
     g, buffers, m = jax.jit(recipe.dmain_grads)(state, batch, inputs("Dmain", None, batch))
     rec["Dmain"] = (g, buffers, m)
-    state = recipe.apply_grads(state, "D", g).replace(extra={**state.extra, "G_buffers": buffers})
+    state = recipe.apply_grads(state, "D", recipe.opt["D"], g).replace(extra={**state.extra, "G_buffers": buffers})
     rec["after_Dmain"] = state.params["D"]
 
     g, m = jax.jit(recipe.dreg_grads)(state, batch)
     rec["Dreg"] = (g, m)
-    state = recipe.ema_update(recipe.apply_grads(state, "D", g))
+    state = recipe.ema_update(recipe.apply_grads(state, "D", recipe.opt["D"], g))
     rec["final"] = state
     return rec
 

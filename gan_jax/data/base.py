@@ -2,7 +2,7 @@
 
 A source is a fixed, indexable set of images (and optional labels). It knows nothing of batches,
 shuffling, flips or processes; ``pipeline.py`` does those. Images are uint8 NHWC at this edge
-and become float in [-1, 1] only inside the compiled step (DESIGN.md, Conventions).
+and become float in [-1, 1] only inside the compiled step (docs/design.md, Conventions).
 
 The bottom of ``gan_jax.data``: the concrete sources (``embedded``, ``image_folder``,
 ``tfds_source``) and ``pipeline`` import this module; ``source.open_source`` imports them. It

@@ -30,6 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from gan_jax.models.shapes import log2_resolution, nf
 from gan_jax.nn import growing
 from gan_jax.nn.minibatch_std import minibatch_std
 from gan_jax.nn.normalize import normalize_2nd_moment
@@ -38,21 +39,10 @@ Dtype = Any
 SQRT2 = float(np.sqrt(2))  # official default gain (He init)
 
 
-def _log2_resolution(resolution: int, who: str) -> int:
-    if resolution < 4 or resolution & (resolution - 1):
-        raise ValueError(f"{who}: resolution must be a power of two >= 4, got {resolution}")
-    return int(np.log2(resolution))
-
-
-def nf(stage: int, fmap_base: int, fmap_decay: float, fmap_max: int) -> int:
-    """Feature maps of ``stage`` (official ``nf``): ``min(int(fmap_base / 2 ** (stage * fmap_decay)), fmap_max)``."""
-    return min(int(fmap_base / (2.0 ** (stage * fmap_decay))), fmap_max)
-
-
 def _top_level(resolution_log2: int, max_resolution: int | None, who: str) -> int:
     if max_resolution is None:
         return resolution_log2
-    top = _log2_resolution(int(max_resolution), who)
+    top = log2_resolution(int(max_resolution), f"{who}: resolution")
     if top > resolution_log2:
         raise ValueError(f"{who}: max_resolution={max_resolution} exceeds the network's resolution {2 ** resolution_log2}")
     return top
@@ -177,7 +167,7 @@ class Generator(nn.Module):
 
     @property
     def resolution_log2(self) -> int:
-        return _log2_resolution(int(self.resolution), "progan.Generator")
+        return log2_resolution(int(self.resolution), "progan.Generator: resolution")
 
     def _combo(self, latents: jax.Array, labels: jax.Array | None) -> jax.Array:
         n = latents.shape[0]
@@ -265,7 +255,7 @@ class Discriminator(nn.Module):
     def __call__(self, images: jax.Array, labels: jax.Array | None = None, lod: Any = 0.0,
                  max_resolution: int | None = None, return_label_logits: bool = False):
         """Scores [N, 1], or ``(scores [N, 1], label_logits [N, label_size])``."""
-        r_log2 = _log2_resolution(int(self.resolution), "progan.Discriminator")
+        r_log2 = log2_resolution(int(self.resolution), "progan.Discriminator: resolution")
         r, ch = 2 ** r_log2, int(self.num_channels)
         if images.ndim != 4 or tuple(images.shape[1:]) != (r, r, ch):
             raise ValueError(f"progan.Discriminator expects images [N, {r}, {r}, {ch}] (NHWC), got {tuple(images.shape)}")

@@ -42,6 +42,7 @@ from gan_jax.nn.growing import (
     upscale2d,
     upscale2d_conv2d,
 )
+from gan_jax.models.shapes import log2_resolution, nf
 from gan_jax.nn.minibatch_std import minibatch_std
 from gan_jax.nn.upfirdn2d import upfirdn2d
 
@@ -62,19 +63,6 @@ DEFAULT = _Default()
 
 # ----------------------------------------------------------------------------------------------
 # Primitive ops (NHWC).
-
-
-def log2_resolution(resolution: int) -> int:
-    """``log2(resolution)``; the resolution must be a power of two >= 4 (official assertion)."""
-    r = int(resolution)
-    if r < 4 or r & (r - 1):
-        raise ValueError(f"resolution must be a power of two >= 4, got {resolution}")
-    return int(np.log2(r))
-
-
-def nf(stage: int, fmap_base: int, fmap_decay: float, fmap_max: int) -> int:
-    """Feature maps of ``stage``: ``min(int(fmap_base / 2**(stage * fmap_decay)), fmap_max)`` (official ``nf``)."""
-    return min(int(fmap_base / (2.0 ** (stage * fmap_decay))), fmap_max)
 
 
 def num_layers_for(resolution: int) -> int:

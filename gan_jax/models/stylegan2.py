@@ -23,6 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from gan_jax.models.shapes import log2_resolution
 from gan_jax.nn.bias_act import activation_spec, bias_act
 from gan_jax.nn.equalized import Conv2dLayer, FullyConnectedLayer
 from gan_jax.nn.minibatch_std import minibatch_std
@@ -34,12 +35,6 @@ from gan_jax.nn.upfirdn2d import downsample2d, setup_filter, upsample2d
 Dtype = Any
 DEFAULT_FILTER = (1, 3, 3, 1)  # official resample_filter default
 ARCHITECTURES = ("orig", "skip", "resnet")
-
-
-def _check_resolution(img_resolution: int) -> int:
-    if img_resolution < 4 or img_resolution & (img_resolution - 1):
-        raise ValueError(f"img_resolution must be a power of two >= 4, got {img_resolution}")
-    return int(np.log2(img_resolution))
 
 
 def _check_architecture(architecture: str) -> None:
@@ -282,7 +277,7 @@ class SynthesisBlock(nn.Module):
 
 def synthesis_num_ws(img_resolution: int, architecture: str = "skip") -> int:
     """Number of w vectors the synthesis network consumes: sum of num_conv, plus the last torgb."""
-    log2 = _check_resolution(img_resolution)
+    log2 = log2_resolution(img_resolution, "img_resolution")
     return 1 + 2 * (log2 - 2) + 1
 
 
@@ -305,7 +300,7 @@ class SynthesisNetwork(nn.Module):
 
     @property
     def block_resolutions(self) -> list[int]:
-        return [2**i for i in range(2, _check_resolution(self.img_resolution) + 1)]
+        return [2**i for i in range(2, log2_resolution(self.img_resolution, "img_resolution") + 1)]
 
     @property
     def num_ws(self) -> int:
@@ -523,7 +518,7 @@ class Discriminator(nn.Module):
 
     @property
     def block_resolutions(self) -> list[int]:
-        return [2**i for i in range(_check_resolution(self.img_resolution), 2, -1)]
+        return [2**i for i in range(log2_resolution(self.img_resolution, "img_resolution"), 2, -1)]
 
     @nn.compact
     def __call__(self, img: jax.Array, c: jax.Array | None = None) -> jax.Array:

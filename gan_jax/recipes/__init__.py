@@ -25,7 +25,14 @@ from typing import Any
 import jax
 import ml_collections
 
-from gan_jax.recipes.base import REQUIRED_METHODS, Phase, PhaseFn, Recipe, Sampling, Stage
+from gan_jax.recipes.base import (
+    REQUIRED_METHODS,
+    Phase,
+    PhaseFn,
+    Recipe,
+    Sampling,
+    Stage,
+)
 
 __all__ = ["Phase", "PhaseFn", "Recipe", "RecipeNotFound", "Sampling", "Stage", "StagePlan", "UnknownConfigField",
            "build", "check_config", "recipe_class", "stage_plan"]

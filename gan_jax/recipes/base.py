@@ -107,6 +107,16 @@ def copy_tree(tree: Any) -> Any:
     return jax.tree.map(jnp.array, tree)
 
 
+def given_or_initial(init_variables: Callable[[jax.Array], tuple[dict, dict]], rng: jax.Array, g_vars: dict | None,
+                     d_vars: dict | None, g_ema_vars: dict | None) -> tuple[dict, dict, dict]:
+    """``(G, D, G_ema)`` variables: the given ones (e.g. converted weights), else ``init_variables(rng)``'s;
+    G_ema starts as G."""
+    if g_vars is None or d_vars is None:
+        g_init, d_init = init_variables(rng)
+        g_vars, d_vars = g_vars or g_init, d_vars or d_init
+    return g_vars, d_vars, g_ema_vars or g_vars
+
+
 class Recipe:
     """Base class of the training recipes; see the module docstring for the interface.
 

@@ -46,7 +46,15 @@ from gan_jax import losses, parallel
 from gan_jax.models import from_kwargs
 from gan_jax.nn.batch_norm import MOMENTS_COLLECTION
 from gan_jax.nn.spectral_norm import sn_matrix
-from gan_jax.recipes.base import Phase, Recipe, Sampling, Stage, copy_tree, plain
+from gan_jax.recipes.base import (
+    Phase,
+    Recipe,
+    Sampling,
+    Stage,
+    copy_tree,
+    given_or_initial,
+    plain,
+)
 from gan_jax.state import TrainState
 
 Batch = Mapping[str, jax.Array]
@@ -206,10 +214,7 @@ class BigGAN(Recipe):
                      g_ema_vars: dict | None = None) -> TrainState:
         """A fresh state: networks from ``rng`` (or the given variables, e.g. ``biggan_from_torch``'s)."""
         init_rng, run_rng = jax.random.split(rng)
-        if g_vars is None or d_vars is None:
-            g_init, d_init = self.init_variables(init_rng)
-            g_vars, d_vars = g_vars or g_init, d_vars or d_init
-        g_ema_vars = g_ema_vars or g_vars
+        g_vars, d_vars, g_ema_vars = given_or_initial(self.init_variables, init_rng, g_vars, d_vars, g_ema_vars)
         extra = {"G": _collections(g_vars), "D": _collections(d_vars), "G_ema": copy_tree(_collections(g_ema_vars))}
         return self.new_state(run_rng, {"G": g_vars["params"], "D": d_vars["params"]}, self.opt, extra,
                               ema_params={"G": g_ema_vars["params"]})

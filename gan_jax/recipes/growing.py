@@ -34,7 +34,7 @@ import ml_collections
 import numpy as np
 import optax
 
-from gan_jax.recipes.base import Recipe, Stage, copy_tree
+from gan_jax.recipes.base import Recipe, Stage, copy_tree, given_or_initial
 from gan_jax.recipes.tf_adam import tf_adam
 from gan_jax.state import TrainState
 
@@ -267,10 +267,7 @@ class GrowingRecipe(Recipe):
         ``dlatent_avg``) are ``extra['G_buffers']`` and ``extra['G_ema_buffers']``.
         """
         init_rng, run_rng = jax.random.split(rng)
-        if g_vars is None or d_vars is None:
-            g_init, d_init = self.init_variables(init_rng)
-            g_vars, d_vars = g_vars or g_init, d_vars or d_init
-        g_ema_vars = g_ema_vars or g_vars
+        g_vars, d_vars, g_ema_vars = given_or_initial(self.init_variables, init_rng, g_vars, d_vars, g_ema_vars)
         if lod is None:
             lod = training_schedule(0, self.resolution_log2, self.num_gpus, self.sched).lod
         extra = {"lod": jnp.asarray(lod, jnp.float32)}

@@ -27,6 +27,7 @@ import ml_collections
 import numpy as np
 
 from gan_jax.models import from_kwargs, stylegan
+from gan_jax.models.shapes import log2_resolution
 from gan_jax.recipes import growing
 from gan_jax.recipes.base import Phase, Sampling, Stage, plain
 from gan_jax.state import TrainState
@@ -179,7 +180,7 @@ class StyleGAN(growing.GrowingRecipe):
         resolution = int(stage.program)
         sched = self.schedule_at(resolution)
         batch_size = int(stage.batch_size)
-        level = self.resolution_log2 - stylegan.log2_resolution(resolution)
+        level = self.resolution_log2 - log2_resolution(resolution)
         opt_g, opt_d = self.optimizer(sched.G_lrate), self.optimizer(sched.D_lrate)
         # Official Gs_beta = 0.5 ** (minibatch / (G_smoothing_kimg * 1000)).
         ema_beta = np.float32(0.5 ** (batch_size / (self.smoothing_kimg * 1000.0))) if self.smoothing_kimg > 0 else np.float32(0)

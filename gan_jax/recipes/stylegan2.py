@@ -31,7 +31,16 @@ import optax
 
 from gan_jax import losses
 from gan_jax.models import from_kwargs, stylegan2
-from gan_jax.recipes.base import Phase, Recipe, Sampling, Stage, copy_tree, plain, prefixed
+from gan_jax.recipes.base import (
+    Phase,
+    Recipe,
+    Sampling,
+    Stage,
+    copy_tree,
+    given_or_initial,
+    plain,
+    prefixed,
+)
 from gan_jax.state import TrainState
 
 Batch = Mapping[str, jax.Array]
@@ -122,11 +131,7 @@ class StyleGAN2(Recipe):
                      g_ema_vars: dict | None = None) -> TrainState:
         """A fresh state: networks from ``rng`` (or the given variables), fresh Adam states, pl_mean 0."""
         init_rng, run_rng = jax.random.split(rng)
-        if g_vars is None or d_vars is None:
-            g_init, d_init = self.init_variables(init_rng)
-            g_vars = g_vars or g_init
-            d_vars = d_vars or d_init
-        g_ema_vars = g_ema_vars or g_vars
+        g_vars, d_vars, g_ema_vars = given_or_initial(self.init_variables, init_rng, g_vars, d_vars, g_ema_vars)
         extra = {"G_buffers": g_vars["buffers"], "G_ema_buffers": copy_tree(g_ema_vars["buffers"]),
                  "pl_mean": jnp.zeros((), jnp.float32)}
         return self.new_state(run_rng, {"G": g_vars["params"], "D": d_vars["params"]}, self.opt, extra,
