@@ -1,8 +1,17 @@
 """What a run tells its user: the progress line, TensorBoard scalars and images, and the throughput
-and NaN checks behind them."""
+and NaN checks behind them; and the run folder's text files, as NVIDIA's and big_vision's runs write
+them (process 0 only, local or ``gs://`` through ``etils.epath``):
+
+* ``config.json``: the resolved config (what the dataset filled in included);
+* ``log.txt``: every line the run printed (appended to on resume);
+* ``metrics.jsonl``: one JSON object per logged step, ``{"step", "kimg", <scalar>: value, ...}``
+  (appended to on resume).
+"""
 
 from __future__ import annotations
 
+import json
+import logging as py_logging
 import os
 import time
 from collections.abc import Callable, Mapping
@@ -14,15 +23,95 @@ import numpy as np
 
 from gan_jax.compiled import check_finite
 
+# orbax warns at every save of a manager with a ``best_fn`` that is given no metrics; a training run
+# saves most steps without a FID (only evaluated steps carry one), which is expected, not news.
+_QUIET_MESSAGES = ("Requested `tracked_metric`; did not provide metrics.",)
+
+
+class _DropExpected(py_logging.Filter):
+    """Drops the library log records in ``_QUIET_MESSAGES`` (expected, nothing for the user to do)."""
+
+    def filter(self, record: py_logging.LogRecord) -> bool:
+        return record.getMessage() not in _QUIET_MESSAGES
+
+
+def quiet_libraries() -> None:
+    """Silence the start-up chatter of the libraries a command imports, at its source.
+
+    TensorFlow (imported by clu's TensorBoard writer and tensorflow_datasets) reads
+    ``TF_CPP_MIN_LOG_LEVEL`` (2: warnings and errors hidden, which also keeps absl's C++ "log
+    messages before InitializeLog" notice away) and ``TF_ENABLE_ONEDNN_OPTS`` (0: no oneDNN banner;
+    TensorFlow computes nothing of the model here) when it is imported: call this before. A value the
+    user set wins. orbax's expected warnings go through absl's Python logger: filtered there.
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+    from absl import logging as absl_logging  # noqa: PLC0415
+
+    absl = absl_logging.get_absl_logger()
+    if not any(isinstance(f, _DropExpected) for f in absl.filters):
+        absl.addFilter(_DropExpected())
+
+
+class _TextFile:
+    """A text file of the run folder that grows (``log.txt``, ``metrics.jsonl``): appended to
+    locally; on a remote path (``gs://``, no append there) rewritten whole at most every
+    ``remote_every`` seconds and at ``close``."""
+
+    def __init__(self, path: Any, remote_every: float = 60.0):
+        from etils import epath  # noqa: PLC0415
+
+        self.path = epath.Path(path)
+        self.remote = "://" in str(path)
+        self.remote_every, self.last = remote_every, 0.0
+        self.text = self.path.read_text() if self.remote and self.path.exists() else ""
+        self.file = None if self.remote else open(self.path, "a", encoding="utf-8")
+
+    def write(self, line: str) -> None:
+        if self.file is not None:
+            self.file.write(line + "\n")
+            self.file.flush()
+            return
+        self.text += line + "\n"
+        if time.time() - self.last >= self.remote_every:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.remote:
+            self.path.write_text(self.text)
+            self.last = time.time()
+
+    def close(self) -> None:
+        if self.file is not None:
+            self.file.close()
+            self.file = None
+        else:
+            self.flush()
+
 
 class Logger:
-    """Console progress on every process 0; TensorBoard through clu when ``log.tensorboard``."""
+    """Console progress on process 0, with the run folder's ``config.json``, ``log.txt`` and
+    ``metrics.jsonl`` (see the module docstring); TensorBoard through clu when ``log.tensorboard``.
 
-    def __init__(self, config: ml_collections.ConfigDict, workdir: str):
+    ``images_at(step)`` (images seen after ``step`` steps) gives each metrics line its ``kimg``.
+    """
+
+    def __init__(self, config: ml_collections.ConfigDict, workdir: str,
+                 images_at: Callable[[int], int] | None = None):
         self.is_main = jax.process_index() == 0
         self.writer = None
+        self.images_at = images_at
+        self.log = self.metrics = None
+        if self.is_main:
+            from etils import epath  # noqa: PLC0415
+
+            folder = epath.Path(workdir)
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / "config.json").write_text(config.to_json(indent=2) + "\n")
+            self.log = _TextFile(folder / "log.txt")
+            self.metrics = _TextFile(folder / "metrics.jsonl")
         if self.is_main and config.log.tensorboard:
-            os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter
+            quiet_libraries()  # TensorFlow's start-up chatter, if no command did it before
             # clu imports TensorFlow: only when logging is on.
             from clu import metric_writers
 
@@ -30,21 +119,44 @@ class Logger:
             self.writer = metric_writers.AsyncWriter(metric_writers.SummaryWriter(workdir))
 
     def scalars(self, step: int, values: dict[str, float]) -> None:
+        """TensorBoard scalars and one ``metrics.jsonl`` line ``{"step", "kimg", **values}``."""
         if self.writer is not None:
             self.writer.write_scalars(step, values)
+        if self.metrics is not None:
+            record: dict[str, Any] = {"step": int(step)}
+            if self.images_at is not None:
+                record["kimg"] = self.images_at(step) / 1000
+            record.update({k: _json_number(v) for k, v in values.items()})
+            record.setdefault("kimg", record.get("Progress/kimg"))
+            record["timestamp"] = time.time()
+            self.metrics.write(json.dumps(record))
 
     def images(self, step: int, name: str, grid: np.ndarray) -> None:
         if self.writer is not None:
             self.writer.write_images(step, {name: grid[None]})
 
     def print(self, line: str) -> None:
+        """One console line (process 0), also appended to ``log.txt``."""
         if self.is_main:
             print(line, flush=True)
+            if self.log is not None:
+                self.log.write(line)
 
     def close(self) -> None:
         if self.writer is not None:
             self.writer.flush()
             self.writer.close()
+            self.writer = None
+        for f in (self.log, self.metrics):
+            if f is not None:
+                f.close()
+        self.log = self.metrics = None
+
+
+def _json_number(value: Any) -> float | None:
+    """A scalar as JSON holds it: NaN and infinities (e.g. no timing yet) as null."""
+    value = float(value)
+    return value if np.isfinite(value) else None
 
 
 def eta(seconds: float) -> str:

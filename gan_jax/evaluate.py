@@ -1,9 +1,12 @@
 """Metrics of a saved run, with NVIDIA's names and numbers comparable to papers.
 
     python -m gan_jax.evaluate --workdir=DIR --metrics=fid50k_full,kid50k_full,is50k
+    python -m gan_jax.evaluate --network=network-snapshot.pkl --data=ffhq.zip --metrics=fid50k_full
 
 Uses G_ema of the latest checkpoint (``--step`` for another) against the run's dataset
-(``--data`` for another path). Each metric appends one JSON line to ``DIR/metric-<name>.jsonl``
+(``--data`` for another path), or an NVIDIA pickle converted in memory (``--network``, as
+calc_metrics.py). Each metric appends one JSON line to ``DIR/metric-<name>.jsonl`` (``--outdir``
+for another folder; local or ``gs://``, through ``etils.epath``)
 (NVIDIA's ``metric-fid50k_full.jsonl`` layout: ``results``, ``metric``, ``total_time``,
 ``snapshot``, ``num_devices``, ``timestamp``, plus the Inception ``convention``). KID and IS come
 from the same generated features as FID. The Inception weights are found as
@@ -20,35 +23,42 @@ from typing import Any
 from absl import app, flags, logging
 
 
-def evaluate(workdir: str, metrics: list[str], step: int | None = None, data: str | None = None,
+def evaluate(workdir: str | None, metrics: list[str], step: int | None = None, data: str | None = None,
              convention: str = "nvidia", inception: str | None = None, download: bool = False,
-             batch_size: int = 64) -> dict[str, Any]:
-    """Compute ``metrics`` on the checkpoint; appends the JSON lines and returns ``{name: results}``."""
+             batch_size: int = 64, network: str | None = None, outdir: str | None = None) -> dict[str, Any]:
+    """Compute ``metrics`` on the checkpoint of ``workdir`` (or on the NVIDIA pickle ``network``,
+    converted in memory: calc_metrics.py's ``--network``); appends the JSON lines to
+    ``outdir`` (default: ``workdir``, or the pickle's folder) and returns ``{name: results}``."""
     import jax
-    import ml_collections
+    from etils import epath
 
-    from gan_jax import checkpoint, parallel, recipes
-    from gan_jax.compiled import initial_state
-    from gan_jax.run_config import open_dataset
+    from gan_jax import parallel
+    from gan_jax.run_loader import load_run
     from gan_jax.metrics import evaluation
     from gan_jax.metrics import weights as weights_lib
+    from gan_jax.run_config import open_dataset
 
     for name in metrics:
         evaluation.parse_metric(name)  # a bad name fails before anything is loaded
-    if "://" not in workdir and not os.path.isdir(os.path.join(workdir, "checkpoints")):
+    if workdir is not None and "://" not in workdir and not os.path.isdir(os.path.join(workdir, "checkpoints")):
         raise FileNotFoundError(f"no checkpoint in {os.path.join(workdir, 'checkpoints')}")
-    ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"), async_save=False)
-    if ckpt.latest_step() is None:
-        raise FileNotFoundError(f"no checkpoint in {os.path.join(workdir, 'checkpoints')}")
-    step = ckpt.latest_step() if step is None else step
-    config = ml_collections.ConfigDict(ckpt.saved_config(step))
+    config, recipe, state = load_run(workdir, step, network)
+    if network is not None:
+        snapshot = os.path.basename(network)
+        if not data and config.data.source in ("", "embedded"):
+            raise ValueError(f"{network} names no dataset that gan_jax can read (its training set: "
+                             f"{config.data.source!r}); pass --data=DATASET.zip")
+    else:
+        from gan_jax import checkpoint  # noqa: PLC0415
+
+        ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"), async_save=False)
+        snapshot = ckpt.latest_step() if step is None else step
+        ckpt.close()
     if data:
         config.data.source = data
-    mesh = parallel.make_mesh()
-    recipe = recipes.build(config, mesh)
+    mesh = parallel.make_mesh()  # the mesh load_run placed the state on
     source = open_dataset(config)
-    state = ckpt.restore(initial_state(recipe, mesh), config.to_dict(), step)
-    ckpt.close()
+    folder = epath.Path(outdir or workdir or os.path.dirname(network) or ".")
     path = weights_lib.find_weights(inception)
     if path is None and download:
         path = weights_lib.download_pytorch_fid()
@@ -64,13 +74,26 @@ def evaluate(workdir: str, metrics: list[str], step: int | None = None, data: st
         results = {k.split("/", 2)[1] + ("_" + k.rsplit("/", 1)[1] if k.endswith(("/mean", "/std")) else ""): v
                    for k, v in values.items()}
         record = {"results": results, "metric": name, "convention": convention, "total_time": time.time() - t0,
-                  "snapshot": step, "num_devices": mesh.devices.size, "timestamp": time.time()}
+                  "snapshot": snapshot, "num_devices": mesh.devices.size, "timestamp": time.time()}
         out[name] = results
         if jax.process_index() == 0:
-            with open(os.path.join(workdir, f"metric-{name}.jsonl"), "a") as f:
-                f.write(json.dumps(record) + "\n")
+            append_line(folder / f"metric-{name}.jsonl", json.dumps(record))
             print(json.dumps(record), flush=True)
     return out
+
+
+def append_line(path: Any, line: str) -> None:
+    """Append ``line`` to the text file ``path``, local or remote (``gs://``: read, extend, rewrite,
+    as object stores have no append) through ``etils.epath``."""
+    from etils import epath  # noqa: PLC0415
+
+    path = epath.Path(path)
+    if "://" not in str(path):
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(line + "\n")
+        return
+    old = path.read_text() if path.exists() else ""
+    path.write_text(old + line + "\n")
 
 
 def _define_flags() -> None:
@@ -83,17 +106,25 @@ def _define_flags() -> None:
     flags.DEFINE_string("inception", None, "Inception weights file (pytorch-fid's .pth or a converted .npz).")
     flags.DEFINE_bool("download", False, "Download pytorch-fid's weights (sha256-checked) if none is found.")
     flags.DEFINE_integer("batch", 64, "Images per Inception step, over all devices.")
+    flags.DEFINE_string("network", None, "An NVIDIA network pickle converted in memory, instead of --workdir "
+                        "(calc_metrics.py's --network); needs --data unless the pickle names a dataset file.")
+    flags.DEFINE_string("outdir", None, "Where the metric-*.jsonl lines go (default: --workdir, or the pickle's "
+                        "folder); local or gs://.")
 
 
 def main(argv: list[str]) -> None:
+    from gan_jax.console import quiet_libraries  # noqa: PLC0415 (imports jax: after flag parsing)
+
+    quiet_libraries()  # before TensorFlow is imported (tensorflow_datasets)
     logging.set_verbosity(logging.WARNING)  # orbax logs every checkpoint operation at INFO
     f = flags.FLAGS
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments {argv[1:]}")
-    if not f.workdir:
-        raise app.UsageError("--workdir is required")
+    if bool(f.workdir) == bool(f.network):
+        raise app.UsageError("one of --workdir (a run) and --network (an NVIDIA pickle) is required")
     try:
-        evaluate(f.workdir, f.metrics, f.step, f.data, f.convention, f.inception, f.download, f.batch)
+        evaluate(f.workdir, f.metrics, f.step, f.data, f.convention, f.inception, f.download, f.batch,
+                 network=f.network, outdir=f.outdir)
     except (FileNotFoundError, ValueError) as err:  # no checkpoint, no weights, a bad metric name
         raise SystemExit(f"error: {err}") from None
 

@@ -17,10 +17,15 @@ import importlib.util
 import os
 import sys
 
-from absl import app, flags, logging
-from ml_collections import config_flags
+# Before anything imports TensorFlow (clu's writers, tensorflow_datasets): its banners read these
+# variables at import (gan_jax.console.quiet_libraries says which and why; a user's value wins).
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
-import gan_jax.configs
+from absl import app, flags, logging  # noqa: E402
+from ml_collections import config_flags  # noqa: E402
+
+import gan_jax.configs  # noqa: E402
 
 CONFIGS_DIR = os.path.dirname(os.path.abspath(gan_jax.configs.__file__))  # the installed configs/ folder
 _DEFAULT_CONFIG = os.path.join(CONFIGS_DIR, "default.py")
@@ -65,7 +70,9 @@ def main(argv: list[str]) -> None:
         raise app.UsageError("--workdir is required: the directory for checkpoints, logs and samples")
     # Imported after flag parsing, so that --help is fast.
     from gan_jax import parallel, recipes, train
+    from gan_jax.console import quiet_libraries
 
+    quiet_libraries()
     parallel.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value,
                                     auto=_MULTIHOST.value)
     try:

@@ -92,6 +92,7 @@ __all__ = [
 
 PERSISTENCE_VERSION = 6  # torch_utils/persistence.py `_version` (ADA and StyleGAN3 alike)
 _MAX_MODULE_VISITS = 100_000  # a real network has a few hundred modules
+_MAX_PATH = 1000  # characters of a dotted module path: real ones are < 100 ('synthesis.b1024.conv1.affine.')
 
 
 class NvidiaPickleError(rp.RestrictedPickleError):
@@ -165,15 +166,15 @@ def _reconstruct_persistent_obj(meta: Any = None, *extra: Any) -> PersistentReco
     if extra or not isinstance(meta, dict):
         raise NvidiaPickleError("persistence record: expected one meta dict argument")
     if meta.get("type") != "class":
-        raise NvidiaPickleError(f"persistence record of type {meta.get('type')!r}; NVIDIA writes only 'class'")
+        raise NvidiaPickleError(f"persistence record of type {rp.short(meta.get('type'))}; NVIDIA writes only 'class'")
     version = meta.get("version")
     if type(version) is not int or version != PERSISTENCE_VERSION:
         raise NvidiaPickleError(
-            f"persistence record version {version!r}; this loader reads version {PERSISTENCE_VERSION} only "
+            f"persistence record version {rp.short(version)}; this loader reads version {PERSISTENCE_VERSION} only "
             f"(the only one NVIDIA's torch_utils/persistence.py writes and accepts)")
     class_name = meta.get("class_name")
     if not isinstance(class_name, str) or not class_name.isidentifier():
-        raise NvidiaPickleError(f"persistence record with class_name {class_name!r}")
+        raise NvidiaPickleError(f"persistence record with class_name {rp.short(class_name)}")
     if not isinstance(meta.get("module_src"), str):
         raise NvidiaPickleError(f"persistence record {class_name}: module_src is not a string")
     state = meta.get("state")
@@ -208,7 +209,7 @@ class _DnnlibTFNetwork(_TFNetworkStub):
                 4: "StyleGAN2 TensorFlow pickle (format D of PICKLE_FORMATS.md)",
                 5: "StyleGAN2-ADA TensorFlow pickle (format D of PICKLE_FORMATS.md)"}
         known = what.get(version) if type(version) is int else None
-        return known or f"TensorFlow dnnlib network pickle of unknown version {version!r:.20}"
+        return known or f"TensorFlow dnnlib network pickle of unknown version {rp.short(version, 20)}"
 
 
 class _TfutilNetwork(_TFNetworkStub):
@@ -299,16 +300,10 @@ def _restricted_load(path_or_file: Any) -> tuple[str, Any]:
                 obj = rp.RestrictedUnpickler(f, _ALLOWED, reader="an NVIDIA network pickle", hints=_HINTS,
                                              error=NvidiaPickleError).load()
                 obj = rp.finalize(obj)
-            except rp.RestrictedPickleError as e:
-                raise (type(e) if isinstance(e, NvidiaPickleError) else NvidiaPickleError)(f"{label}: {e}") from None
             except (EOFError, pickle.UnpicklingError) as e:
-                reason = f"{type(e).__name__}: {rp.clean(e, 200)}"
-                raise NvidiaPickleError(f"{label}: truncated or corrupt pickle ({reason})") from None
-            except RecursionError:
-                raise NvidiaPickleError(f"{label}: objects nested too deeply; corrupt or hostile pickle") from None
+                raise rp.failure(NvidiaPickleError, label, e, "truncated or corrupt pickle") from None
             except Exception as e:  # noqa: BLE001 (a stand-in called with the wrong arguments, a bad opcode...)
-                reason = f"{type(e).__name__}: {rp.clean(e, 200)}"
-                raise NvidiaPickleError(f"{label}: corrupt or not a network pickle ({reason})") from None
+                raise rp.failure(NvidiaPickleError, label, e, "corrupt or not a network pickle") from None
     finally:
         if close:
             f.close()
@@ -366,6 +361,9 @@ def _state_dict(record: PersistentRecord, where: str) -> dict[str, np.ndarray]:
         visits[0] += 1
         if visits[0] > _MAX_MODULE_VISITS:
             raise NvidiaPickleError(f"{where}: more than {_MAX_MODULE_VISITS} modules (shared submodules?); refused")
+        if len(prefix) > _MAX_PATH:
+            raise NvidiaPickleError(f"{where}: a module path longer than {_MAX_PATH} characters "
+                                    f"({rp.clean(prefix, 60)}...); refused")
         if id(rec) in active or depth > rp.MAX_DEPTH:
             raise NvidiaPickleError(f"{where}: module {rp.clean(prefix.rstrip('.')) or '<top>'} contains itself")
         active.add(id(rec))
@@ -384,6 +382,7 @@ def _state_dict(record: PersistentRecord, where: str) -> dict[str, np.ndarray]:
                     raise NvidiaPickleError(f"{where}: {rp.clean(prefix + str(name))} is a {type(value).__name__}, "
                                             "not a tensor")
                 out[f"{prefix}{name}"] = value
+                rp.count_elements(1, where)
         for name, child in _children(rec, where).items():
             if child is None:
                 continue
@@ -497,7 +496,7 @@ def _not_a_snapshot(obj: Any, label: str) -> NvidiaPickleError:
     if type(obj) is int and obj == rp.TORCH_LEGACY_MAGIC:
         return NvidiaPickleError(f"{label}: a legacy torch.save file, not an NVIDIA network pickle")
     if isinstance(obj, dict):
-        keys = ", ".join(repr(k) for k in list(obj)[:8]) + (", ..." if len(obj) > 8 else "")
+        keys = ", ".join(rp.short(k, 40) for k in list(obj)[:8]) + (", ..." if len(obj) > 8 else "")
         return NvidiaPickleError(f"{label}: a pickled dict with keys [{keys}], not an NVIDIA network snapshot "
                                  "(expected 'G', 'D' and/or 'G_ema' persistence records)")
     return NvidiaPickleError(f"{label}: a pickled {type(obj).__name__}, not an NVIDIA network snapshot "
@@ -550,7 +549,10 @@ def _tf_value(value: Any, where: str) -> np.ndarray:
     return value
 
 
-def _tf_network(stub: Any, where: str, depth: int = 0) -> TFNetwork:
+def _tf_network(stub: Any, where: str, depth: int = 0, done: dict[int, TFNetwork] | None = None) -> TFNetwork:
+    done = {} if done is None else done
+    if id(stub) in done:  # a component shared K times per level would otherwise be read K^depth times
+        return done[id(stub)]
     if not isinstance(stub, _TFNetworkStub):
         raise NvidiaPickleError(f"{where} is a {type(stub).__name__}, not a TF Network object")
     if depth > 8:
@@ -583,6 +585,7 @@ def _tf_network(stub: Any, where: str, depth: int = 0) -> TFNetwork:
         if item[0] in variables:
             raise NvidiaPickleError(f"{where}: variable {rp.clean(item[0])} appears twice")
         variables[item[0]] = _tf_value(item[1], f"{where}: variable {rp.clean(item[0])}")
+        rp.count_elements(1, where)
     components = state.get("components", {})
     if fmt[0] == "C" and components:
         raise NvidiaPickleError(f"{where}: a tfutil.Network (ProGAN) with components; format C has none")
@@ -590,7 +593,7 @@ def _tf_network(stub: Any, where: str, depth: int = 0) -> TFNetwork:
         raise NvidiaPickleError(f"{where}: components is a {type(components).__name__}, not a dict")
     records = {}
     for key, sub in components.items():
-        rec = _tf_network(sub, f"{where}: component {rp.clean(key, 40)}", depth + 1)
+        rec = _tf_network(sub, f"{where}: component {rp.clean(key, 40)}", depth + 1, done)
         if rec.format != fmt[0]:
             raise NvidiaPickleError(f"{where}: component {rp.clean(key, 40)} is format {rec.format}, not {fmt[0]}")
         for local, value in rec.variables.items():
@@ -598,9 +601,11 @@ def _tf_network(stub: Any, where: str, depth: int = 0) -> TFNetwork:
             if full in variables:
                 raise NvidiaPickleError(f"{where}: variable {rp.clean(full)} appears twice")
             variables[full] = value
+            rp.count_elements(1, where)
         records[str(key)] = rec
-    return TFNetwork(name=name, build_func_name=func, static_kwargs=dict(kwargs), variables=variables, kind=fmt[1],
-                     format=fmt[0], version=version, components=records)
+    done[id(stub)] = TFNetwork(name=name, build_func_name=func, static_kwargs=dict(kwargs), variables=variables,
+                               kind=fmt[1], format=fmt[0], version=version, components=records)
+    return done[id(stub)]
 
 
 def _tf_networks(obj: tuple, label: str) -> dict[str, TFNetwork]:
@@ -623,14 +628,12 @@ def load_nvidia_pickle(path_or_file: Any) -> dict[str, Any]:
     """
     label, obj = _restricted_load(path_or_file)
     try:
-        if isinstance(obj, tuple) and obj and all(isinstance(x, _TFNetworkStub) for x in obj):
-            return _tf_networks(obj, label)
-        return _snapshot(obj, label)
-    except NvidiaPickleError:
-        raise
+        with rp.array_budget(0):  # counts the entries emitted (arrays were charged while reading)
+            if isinstance(obj, tuple) and obj and all(isinstance(x, _TFNetworkStub) for x in obj):
+                return _tf_networks(obj, label)
+            return _snapshot(obj, label)
     except Exception as e:  # noqa: BLE001 (odd structures in a file that unpickled fine)
-        reason = f"{type(e).__name__}: {rp.clean(e, 200)}"
-        raise NvidiaPickleError(f"{label}: not a valid network snapshot ({reason})") from None
+        raise rp.failure(NvidiaPickleError, label, e, "not a valid network snapshot") from None
 
 
 def _snapshot(obj: Any, label: str) -> dict[str, Any]:
@@ -640,11 +643,11 @@ def _snapshot(obj: Any, label: str) -> dict[str, Any]:
     for key, value in obj.items():
         if key in _NETWORK_CLASSES:
             if not isinstance(value, PersistentRecord):
-                raise NvidiaPickleError(f"{label}: {key!r} is a {type(value).__name__}, "
+                raise NvidiaPickleError(f"{label}: {rp.short(key)} is a {type(value).__name__}, "
                                         "not an NVIDIA persistence record")
             want = _NETWORK_CLASSES[key]
             if value["class_name"] != want:
-                raise NvidiaPickleError(f"{label}: {key!r} holds a {value['class_name']!r} network, not a StyleGAN2 "
+                raise NvidiaPickleError(f"{label}: {rp.short(key)} holds a {rp.short(value['class_name'])} network, not a StyleGAN2 "
                                         f"{want} (class {want!r} of NVIDIA's networks)")
             out[key] = _network(value, f"{label}: {key}")
         elif key == "training_set_kwargs":

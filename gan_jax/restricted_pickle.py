@@ -35,6 +35,7 @@ import math
 import pickle
 import pickletools
 import re
+import reprlib
 import struct
 import threading
 import types
@@ -45,6 +46,12 @@ import numpy as np
 
 __all__ = [
     "BUDGET_SLACK",
+    "DECOMPRESS_RATIO",
+    "MAX_ELEMENTS",
+    "MAX_HASH_WORK",
+    "MAX_MESSAGE",
+    "MAX_OPCODES",
+    "MAX_ZIP_MEMBERS",
     "BUILTIN_GLOBALS",
     "CODE_MODULES",
     "MAX_DEPTH",
@@ -63,6 +70,12 @@ __all__ = [
     "array_budget",
     "charge",
     "clean",
+    "check_zip",
+    "count_elements",
+    "failure",
+    "reason",
+    "read_member",
+    "short",
     "finalize",
     "is_storage_id",
     "load_from_bytes",
@@ -84,7 +97,21 @@ TORCH_LEGACY_PROTOCOL = 1001  # its second pickle (torch/serialization.py PROTOC
 MAX_DEPTH = 200  # nesting of modules in a snapshot is < 10
 BUDGET_SLACK = 64 << 20  # bytes of arrays a load may create on top of 6x the file size
 STORAGE_KEY = re.compile(r"[0-9A-Za-z_.-]+")  # torch names storages by decimal counters
-_BUDGET = threading.local()  # bytes of arrays the current load may still create (per thread)
+# Opcodes of one pickle: a StyleGAN2 1024x1024 snapshot (G, D, G_ema, ~1500 tensors, each ~30
+# opcodes plus its nested payload pickles, scanned separately) has ~10^5; 20x slack.
+MAX_OPCODES = 2_000_000
+# Units of hashing work one pickle may cause (one unit per tuple element hashed as a dict key or
+# set item, counted through memo-shared tuples): real files hash a few str keys per entry.
+MAX_HASH_WORK = 5_000_000
+# State-dict entries / TF variables one load may emit: real networks have < 2000 tensors.
+MAX_ELEMENTS = 1_000_000
+# Bytes a load may decompress from zip members: ``DECOMPRESS_RATIO * file_size + BUDGET_SLACK``
+# (torch stores members uncompressed; np.savez_compressed float weights shrink < 2x, 16 leaves
+# room for zero-filled buffers).
+DECOMPRESS_RATIO = 16
+MAX_ZIP_MEMBERS = 100_000  # a torch.save archive has one member per storage (< 2000 in these networks)
+MAX_MESSAGE = 300  # characters of a loader's one-line error message
+_BUDGET = threading.local()  # what the current load may still use (per thread): see array_budget
 
 
 class RestrictedPickleError(pickle.UnpicklingError, ValueError):
@@ -92,9 +119,80 @@ class RestrictedPickleError(pickle.UnpicklingError, ValueError):
 
 
 def clean(x: Any, limit: int = 120) -> str:
-    """File-given text made safe for a one-line message."""
-    s = str(x)
+    """File-given text made safe for a one-line message (``x`` a str, or anything else through :func:`short`)."""
+    s = x if isinstance(x, str) else short(x, limit)
+    s = s[: 4 * limit]
     return s if s.isprintable() and len(s) <= limit else ascii(s)[1:-1][:limit]
+
+
+class _ShortRepr(reprlib.Repr):
+    """``reprlib`` limits applied to dict / list / tuple subclasses too (reprlib dispatches on the
+    exact type name, and would format a whole ``OrderedDict`` through its own ``repr``); objects
+    other than plain data are shown by type only, so no file-made structure is ever formatted whole."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.maxlevel, self.maxdict, self.maxlist, self.maxtuple, self.maxset, self.maxfrozenset = 3, 4, 6, 6, 4, 4
+        self.maxstring, self.maxother, self.maxlong = 40, 40, 40
+
+    def repr1(self, x: Any, level: int) -> str:
+        for base, method in ((dict, self.repr_dict), (list, self.repr_list), (tuple, self.repr_tuple),
+                             (frozenset, self.repr_frozenset), (set, self.repr_set)):
+            if isinstance(x, base):
+                return method(x, level)
+        if isinstance(x, bool) or x is None or isinstance(x, float):
+            return repr(x)
+        if isinstance(x, int):
+            return repr(x) if x.bit_length() <= 128 else f"<int of {x.bit_length()} bits>"
+        if isinstance(x, (str, bytes, bytearray)):
+            return self.repr_str(x, level) if isinstance(x, str) else repr(bytes(x[: self.maxstring]))
+        if isinstance(x, np.ndarray):
+            return f"<array {x.dtype} {x.shape}>"
+        if isinstance(x, (Token, StandIn)):
+            return repr(x)
+        return f"<{type(x).__name__}>"
+
+
+_SHORT = _ShortRepr()
+
+
+def short(x: Any, limit: int = 80) -> str:
+    """A bounded repr of file data for messages: ``reprlib`` limits on every level, cut to ``limit``
+    characters (never the whole object formatted first)."""
+    try:
+        text = _SHORT.repr(x)
+    except Exception:  # noqa: BLE001 (a stand-in whose state is broken)
+        text = f"<{type(x).__name__}>"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def reason(e: BaseException) -> str:
+    """``'TypeName: message'`` of an exception, bounded (arguments through :func:`short`)."""
+    args = e.args
+    text = args[0] if len(args) == 1 and isinstance(args[0], str) else short(args, 160) if args else ""
+    return f"{type(e).__name__}: {clean(text, 160)}" if text else type(e).__name__
+
+
+def failure(error: type[RestrictedPickleError], label: str, e: BaseException, what: str) -> RestrictedPickleError:
+    """The one-line ``error`` a loader raises for any exception ``e`` while reading ``label``:
+    restricted-pickle errors keep their text, others become ``what (TypeName: ...)``; the message
+    starts with the file name and is cut to :data:`MAX_MESSAGE` characters."""
+    if isinstance(e, RestrictedPickleError):
+        text = str(e)
+        cls = type(e) if isinstance(e, error) else error
+    elif isinstance(e, RecursionError):
+        text, cls = "objects nested too deeply; corrupt or hostile file", error
+    elif isinstance(e, MemoryError):
+        text, cls = "the file asks for more memory than is available; corrupt or hostile file", error
+    else:
+        text, cls = f"{what} ({reason(e)})", error
+    label = clean(label, 120)
+    if not text.startswith(label):
+        text = f"{label}: {text}"
+    text = " ".join(text.split())
+    if len(text) > MAX_MESSAGE:
+        text = text[: MAX_MESSAGE - 3] + "..."
+    return cls(text)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -164,28 +262,99 @@ class Container:
 # Array budget.
 
 
+class _LoadState:
+    """What one load (:func:`array_budget` block) may still use, and the storages it already parsed."""
+
+    __slots__ = ("array_left", "array_limit", "unzip_left", "unzip_limit", "elements", "payloads")
+
+    def __init__(self, file_size: int):
+        self.array_limit = self.array_left = 6 * file_size + BUDGET_SLACK
+        self.unzip_limit = self.unzip_left = DECOMPRESS_RATIO * file_size + BUDGET_SLACK
+        self.elements = 0
+        self.payloads: dict[int, tuple[Any, Storage]] = {}  # id(payload bytes) -> (payload, its storage)
+
+
 @contextlib.contextmanager
 def array_budget(file_size: int) -> Iterator[None]:
-    """Arrays created by the stand-ins in this block (this thread) may take at most
-    ``6 * file_size + BUDGET_SLACK`` bytes: real files need ~2x (storage + tensor copy), bfloat16 5x."""
-    limit = 6 * file_size + BUDGET_SLACK
-    _BUDGET.state = [limit, limit]
+    """The limits of one load (this thread): arrays created by the stand-ins may take at most
+    ``6 * file_size + BUDGET_SLACK`` bytes (real files need ~2x: storage + tensor copy; bfloat16
+    5x), zip members may decompress to ``DECOMPRESS_RATIO * file_size + BUDGET_SLACK`` bytes, at
+    most :data:`MAX_ELEMENTS` entries may be emitted, and a storage payload referenced several
+    times is parsed once."""
+    _BUDGET.state = _LoadState(file_size)
     try:
         yield
     finally:
         _BUDGET.state = None
 
 
+def _state() -> _LoadState | None:
+    return getattr(_BUDGET, "state", None)
+
+
 def charge(nbytes: int, what: str) -> None:
     """Arrays made while loading may not exceed a few times the file's size: a file that reuses
     one payload or one storage many times (memo references) must not exhaust memory."""
-    budget = getattr(_BUDGET, "state", None)
+    budget = _state()
     if budget is None:
         return
-    if nbytes > budget[0]:
-        raise RestrictedPickleError(f"{what}: the file's arrays would take more than {budget[1]} bytes, several "
-                                    "times the size of the file itself; corrupt or hostile file")
-    budget[0] -= nbytes
+    if nbytes > budget.array_left:
+        raise RestrictedPickleError(f"{what}: the file's arrays would take more than {budget.array_limit} bytes, "
+                                    "several times the size of the file itself; corrupt or hostile file")
+    budget.array_left -= nbytes
+
+
+def count_elements(n: int, what: str) -> None:
+    """Entries (state-dict tensors, TF variables) emitted by this load: at most :data:`MAX_ELEMENTS`
+    (shared submodules would otherwise multiply a small file into millions of entries)."""
+    budget = _state()
+    if budget is None:
+        return
+    budget.elements += n
+    if budget.elements > MAX_ELEMENTS:
+        raise RestrictedPickleError(f"{what}: more than {MAX_ELEMENTS} entries (shared submodules?); "
+                                    "real networks have a few thousand; corrupt or hostile file")
+
+
+def read_member(z: zipfile.ZipFile, name: str, what: str, limit: int | None = None) -> bytes:
+    """Member ``name`` of ``z``, decompressed under the load's budget: refused before reading if
+    its declared size exceeds ``limit`` or what the load may still decompress, or if it is neither
+    stored nor deflated (bzip2 and lzma decompress whole blocks before any size check can act);
+    the bytes actually produced are counted while reading and may not exceed the declared size."""
+    try:
+        info = z.getinfo(name)
+    except KeyError:
+        raise RestrictedPickleError(f"{what}: zip member {clean(name, 60)} missing") from None
+    if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+        raise RestrictedPickleError(f"{what}: zip member {clean(name, 60)} uses compression method "
+                                    f"{info.compress_type}; only stored or deflated members are read")
+    size = info.file_size
+    budget = _state()
+    left = budget.unzip_left if budget is not None else DECOMPRESS_RATIO * (1 << 30)
+    if (limit is not None and size > limit) or size > left:
+        raise RestrictedPickleError(f"{what}: zip member {clean(name, 60)} declares {size} bytes, more than "
+                                    f"{min(left, limit if limit is not None else left)} allowed (zip bomb?)")
+    if budget is not None:
+        budget.unzip_left -= size
+    out = bytearray()
+    with z.open(info) as m:
+        while True:
+            chunk = m.read(min(1 << 20, size + 1 - len(out)))
+            if not chunk:
+                break
+            out += chunk
+            if len(out) > size:
+                raise RestrictedPickleError(f"{what}: zip member {clean(name, 60)} holds more than its declared "
+                                            f"{size} bytes")
+    if len(out) != size:
+        raise RestrictedPickleError(f"{what}: zip member {clean(name, 60)} holds {len(out)} bytes, declared {size}")
+    return bytes(out)
+
+
+def check_zip(z: zipfile.ZipFile, what: str) -> None:
+    """At most :data:`MAX_ZIP_MEMBERS` members."""
+    if len(z.infolist()) > MAX_ZIP_MEMBERS:
+        raise RestrictedPickleError(f"{what}: a zip of {len(z.infolist())} members, more than {MAX_ZIP_MEMBERS}")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -207,19 +376,19 @@ class _DtypeStub:
 
     def __setstate__(self, state: Any) -> None:
         if not (isinstance(state, tuple) and len(state) == 8 and state[0] == 3):
-            raise RestrictedPickleError(f"unsupported numpy dtype state {state!r:.80}")
+            raise RestrictedPickleError(f"unsupported numpy dtype state {short(state, 80)}")
         _, byteorder, subarray, names, fields, elsize, alignment, flags = state
         if (subarray, names, fields) != (None, None, None) or flags != 0:
-            raise RestrictedPickleError(f"refused numpy dtype state {state!r:.80} (structured or object dtype)")
+            raise RestrictedPickleError(f"refused numpy dtype state {short(state, 80)} (structured or object dtype)")
         if byteorder in ("<", ">"):
             self.dtype = self.dtype.newbyteorder(byteorder)
         elif byteorder not in ("|", "="):
-            raise RestrictedPickleError(f"numpy dtype byte order {byteorder!r}")
+            raise RestrictedPickleError(f"numpy dtype byte order {short(byteorder)}")
 
 
 def _np_dtype(code: Any = None, align: Any = False, copy: Any = True) -> _DtypeStub:
     if not isinstance(code, str) or not _DTYPE_CODE.fullmatch(code) or not isinstance(align, bool):
-        raise RestrictedPickleError(f"refused numpy dtype {code!r} (only bool, integer, float and complex numbers)")
+        raise RestrictedPickleError(f"refused numpy dtype {short(code)} (only bool, integer, float and complex numbers)")
     return _DtypeStub(code)
 
 
@@ -239,7 +408,7 @@ def _np_scalar(dtype: Any = None, data: Any = None) -> np.generic:
 
 def _shape_tuple(shape: Any, what: str) -> tuple[int, ...]:
     if not isinstance(shape, (tuple, list)) or len(shape) > 64 or not all(type(n) is int and n >= 0 for n in shape):
-        raise RestrictedPickleError(f"{what}: bad shape {shape!r:.80}")
+        raise RestrictedPickleError(f"{what}: bad shape {short(shape, 80)}")
     return tuple(shape)
 
 
@@ -278,14 +447,14 @@ class _ArrayStub:
 
 def _np_reconstruct(subtype: Any = None, shape: Any = None, typecode: Any = None) -> _ArrayStub:
     if subtype is not NDARRAY:
-        raise RestrictedPickleError(f"numpy _reconstruct of {subtype!r:.60}; only numpy.ndarray is allowed")
+        raise RestrictedPickleError(f"numpy _reconstruct of {short(subtype, 60)}; only numpy.ndarray is allowed")
     return _ArrayStub()
 
 
 def _np_frombuffer(buf: Any = None, dtype: Any = None, shape: Any = None, order: Any = "C") -> np.ndarray:
     """``numpy._core.numeric._frombuffer`` (protocol 5)."""
     if order not in ("C", "F"):
-        raise RestrictedPickleError(f"numpy _frombuffer order {order!r}")
+        raise RestrictedPickleError(f"numpy _frombuffer order {short(order)}")
     return _array_from_bytes(buf, _as_dtype(dtype), _shape_tuple(shape, "numpy array"), order, "numpy array")
 
 
@@ -303,7 +472,7 @@ def numpy_globals() -> dict[tuple[str, str], Any]:
 def _codecs_encode(obj: Any = None, encoding: Any = "utf-8") -> bytes:
     """``_codecs.encode(str, 'latin1')``: how protocol 2 writes ``bytes``."""
     if not isinstance(obj, str) or encoding not in ("latin1", "latin-1"):
-        raise RestrictedPickleError(f"refused _codecs.encode of {type(obj).__name__} with {encoding!r:.20}")
+        raise RestrictedPickleError(f"refused _codecs.encode of {type(obj).__name__} with {short(encoding, 20)}")
     return obj.encode("latin1")
 
 
@@ -378,7 +547,7 @@ class _PayloadUnpickler(pickle.Unpickler):
         n = self._storage_ids
         ok = (n is not None and self.pending is None and is_storage_id(pid, (n,)) and (n == 5 or pid[5] is None))
         if not ok:
-            raise RestrictedPickleError(f"refused persistent id in storage payload: {pid!r:.100}")
+            raise RestrictedPickleError(f"refused persistent id in storage payload: {short(pid, 100)}")
         self.pending = _PendingStorage(pid[1], pid[2], pid[4])
         return self.pending
 
@@ -403,14 +572,23 @@ def load_payload_pickle(f: BinaryIO, storage_ids: int | None = None) -> tuple[An
     except RestrictedPickleError:
         raise
     except Exception as e:  # noqa: BLE001 (any parse failure is a corrupt payload)
-        raise RestrictedPickleError(f"corrupt storage payload ({type(e).__name__}: {clean(e, 200)})") from None
+        raise RestrictedPickleError(f"corrupt storage payload ({reason(e)})") from None
 
 
 def load_from_bytes(payload: Any = None) -> Storage:
     """``torch.storage._load_from_bytes(b)``: a complete ``torch.save`` of one storage."""
     if not isinstance(payload, (bytes, bytearray)):
         raise RestrictedPickleError(f"storage payload is a {type(payload).__name__}, expected bytes")
-    payload = bytes(payload)
+    budget = _state()
+    if budget is not None and id(payload) in budget.payloads:  # one payload referenced again (memo)
+        return budget.payloads[id(payload)][1]
+    storage = _load_from_bytes(bytes(payload))
+    if budget is not None:
+        budget.payloads[id(payload)] = (payload, storage)  # the payload is kept alive, so its id stays unique
+    return storage
+
+
+def _load_from_bytes(payload: bytes) -> Storage:
     if payload[:4] == b"PK\x03\x04":
         return _load_zip_payload(payload)
     f = io.BytesIO(payload)
@@ -419,7 +597,7 @@ def load_from_bytes(payload: Any = None) -> Storage:
         raise RestrictedPickleError("storage payload without torch.save's magic number")
     version, _ = load_payload_pickle(f)
     if version != TORCH_LEGACY_PROTOCOL:
-        raise RestrictedPickleError(f"storage payload of torch.save protocol {version!r}, expected 1001")
+        raise RestrictedPickleError(f"storage payload of torch.save protocol {short(version)}, expected 1001")
     sys_info, _ = load_payload_pickle(f)
     if not isinstance(sys_info, dict):
         raise RestrictedPickleError("storage payload: bad sys_info record")
@@ -429,7 +607,7 @@ def load_from_bytes(payload: Any = None) -> Storage:
         raise RestrictedPickleError("storage payload does not hold exactly one storage")
     keys, _ = load_payload_pickle(f)
     if keys != [pending.key]:
-        raise RestrictedPickleError(f"storage payload key list {keys!r:.60} does not match {pending.key!r}")
+        raise RestrictedPickleError(f"storage payload key list {short(keys, 60)} does not match {short(pending.key)}")
     head = f.read(8)
     if len(head) != 8 or struct.unpack("<q", head)[0] != pending.numel:
         raise RestrictedPickleError("storage payload: element count missing or different from the storage's")
@@ -443,9 +621,9 @@ def load_from_bytes(payload: Any = None) -> Storage:
 def zip_byteorder(z: zipfile.ZipFile, prefix: str, what: str) -> bool:
     """Whether the storages of a zip ``torch.save`` archive (``prefix`` + ``byteorder``) are big-endian."""
     name = prefix + "byteorder"
-    order = z.read(name).strip() if name in z.namelist() else b"little"
+    order = read_member(z, name, what, limit=16).strip() if name in z.NameToInfo else b"little"
     if order not in (b"little", b"big"):
-        raise RestrictedPickleError(f"{what}: byteorder {order!r:.20}")
+        raise RestrictedPickleError(f"{what}: byteorder {short(order, 20)}")
     return order == b"big"
 
 
@@ -453,10 +631,10 @@ def read_zip_storage(z: zipfile.ZipFile, prefix: str, token: Token, key: str, nu
     """Storage ``key`` of a zip ``torch.save`` archive (member ``prefix/data/key``): ``numel``
     elements of ``token``'s dtype, in native order."""
     member = prefix + "data/" + key
-    if (not STORAGE_KEY.fullmatch(key) or member not in z.namelist()
+    if (not STORAGE_KEY.fullmatch(key) or member not in z.NameToInfo
             or z.getinfo(member).file_size != numel * token.itemsize):
-        raise RestrictedPickleError(f"storage {key!r:.40} missing or of the wrong size")
-    array = storage_array(token, numel, z.read(member), f"storage {key}")
+        raise RestrictedPickleError(f"storage {clean(key, 40)} missing or of the wrong size")
+    array = storage_array(token, numel, read_member(z, member, f"storage {clean(key, 40)}"), f"storage {clean(key, 40)}")
     if big_endian and array.dtype.itemsize > 1:
         array = array.view(array.dtype.newbyteorder(">")).astype(array.dtype)
     return array
@@ -467,6 +645,7 @@ def _load_zip_payload(payload: bytes) -> Storage:
     files do not use it, newer torch versions might."""
     try:
         with zipfile.ZipFile(io.BytesIO(payload)) as z:
+            check_zip(z, "zip storage payload")
             pkls = [n for n in z.namelist() if n == "data.pkl" or n.endswith("/data.pkl")]
             if len(pkls) != 1:
                 raise RestrictedPickleError("zip storage payload without exactly one data.pkl")
@@ -474,7 +653,8 @@ def _load_zip_payload(payload: bytes) -> Storage:
             info = z.getinfo(pkls[0])
             if info.file_size > 1 << 20:
                 raise RestrictedPickleError("zip storage payload: data.pkl too large")
-            obj, u = load_payload_pickle(io.BytesIO(z.read(info)), storage_ids=5)
+            obj, u = load_payload_pickle(io.BytesIO(read_member(z, pkls[0], "zip storage payload", 1 << 20)),
+                                         storage_ids=5)
             pending = u.pending
             if pending is None or obj is not pending:
                 raise RestrictedPickleError("zip storage payload does not hold exactly one storage")
@@ -483,7 +663,7 @@ def _load_zip_payload(payload: bytes) -> Storage:
     except RestrictedPickleError:
         raise
     except Exception as e:  # noqa: BLE001
-        raise RestrictedPickleError(f"corrupt zip storage payload ({type(e).__name__}: {clean(e, 200)})") from None
+        raise RestrictedPickleError(f"corrupt zip storage payload ({reason(e)})") from None
     return Storage(array)
 
 
@@ -501,7 +681,7 @@ def rebuild_tensor_v2(storage: Any = None, storage_offset: Any = None, size: Any
     size = _shape_tuple(size, "tensor")
     stride = _shape_tuple(stride, "tensor stride")
     if len(stride) != len(size) or type(storage_offset) is not int or storage_offset < 0:
-        raise RestrictedPickleError(f"tensor with size {size}, stride {stride}, offset {storage_offset!r:.20}")
+        raise RestrictedPickleError(f"tensor with size {size}, stride {stride}, offset {short(storage_offset, 20)}")
     if not isinstance(requires_grad, bool):
         raise RestrictedPickleError("tensor requires_grad is not a bool")
     _empty_hooks(backward_hooks, "tensor")
@@ -580,7 +760,7 @@ class RestrictedUnpickler(pickle.Unpickler):
             raise self.error(refusal(str(module), str(name), self._reader, self._hints)) from None
 
     def persistent_load(self, pid: Any) -> Any:
-        raise self.error(f"refused persistent id {pid!r:.60} ({self._reader} has none at the top level)")
+        raise self.error(f"refused persistent id {short(pid, 60)} ({self._reader} has none at the top level)")
 
 
 _CODE2OP = {op.code.encode("latin-1"): op for op in pickletools.opcodes}
@@ -589,20 +769,94 @@ _COUNTED = {pickletools.TAKEN_FROM_ARGUMENT1: "<B", pickletools.TAKEN_FROM_ARGUM
 # Picklers number memo entries 0, 1, 2, ..., one PUT opcode each, so an index never exceeds the
 # opcode count; 1024 is slack for hand-made files, far below what would allocate much.
 _MEMO_SLACK = 1024
+# EXT1/2/4 name a global through copyreg's extension registry without find_class: in a process
+# that registered an extension they would call it. No writer of these files uses them.
+_REFUSED_OPS = {"EXT1", "EXT2", "EXT4"}
+_DIGITS = re.compile(rb"[0-9]+\n")
+_MEMO_OPS = {"PUT", "BINPUT", "LONG_BINPUT", "GET", "BINGET", "LONG_BINGET"}
+
+
+class _Cell:
+    """What :func:`scan` knows of one stack value: the work of hashing it (tuples count their
+    elements, through shared sub-tuples), the hashing work of its elements (for a list or set
+    whose items a call may hash), and its nesting depth."""
+
+    __slots__ = ("hash", "items", "depth", "mutable")
+
+    def __init__(self, hash_work: int = 1, items: int = 0, depth: int = 0, mutable: bool = False):
+        self.hash, self.items, self.depth, self.mutable = hash_work, items, depth, mutable
+
+
+_OTHER = _Cell()  # any value that is not a container the scan tracks (shared: never mutated)
+_SIMPLE_PUSH = {"NONE", "NEWTRUE", "NEWFALSE", "INT", "BININT", "BININT1", "BININT2", "LONG", "LONG1", "LONG4",
+                "STRING", "BINSTRING", "SHORT_BINSTRING", "BINBYTES", "SHORT_BINBYTES", "BINBYTES8", "UNICODE",
+                "SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8", "FLOAT", "BINFLOAT", "BYTEARRAY8", "NEXT_BUFFER",
+                "GLOBAL", "PERSID"}
 
 
 def scan(f: BinaryIO, what: str = "pickle") -> None:
-    """Walk one pickle's opcodes (to its STOP) without building anything and reject what would make
-    the C unpickler allocate far more than the file holds: lengths (FRAME, BINBYTES8, ...) beyond
-    the end of the data, and memo indices far beyond the number of opcodes (the memo table is an
-    array sized by the largest index). Leaves ``f`` where it was."""
+    """Walk one pickle's opcodes (to its STOP) without building anything, keeping a shadow of the
+    unpickler's stack and memo, and reject what would make the C unpickler (or anything after it)
+    use far more time or memory than the file's size: more than :data:`MAX_OPCODES` opcodes;
+    lengths (FRAME, BINBYTES8, ...) beyond the end of the data; memo indices that are not plain
+    decimal digits or lie far beyond the number of opcodes (the memo table is an array sized by
+    the largest index); EXT1/2/4; containers nested deeper than :data:`MAX_DEPTH`; more than
+    :data:`MAX_HASH_WORK` units of hashing (dict keys and set items built from memo-shared
+    tuples hash exponentially many elements). Leaves ``f`` where it was."""
     start = f.tell()
     end = f.seek(0, io.SEEK_END)
     f.seek(start)
     count = 0
+    stack: list[_Cell] = []
+    marks: list[int] = []
+    memo: dict[int, _Cell] = {}
+    hash_work = 0
 
-    def bad(reason: str) -> RestrictedPickleError:
-        return RestrictedPickleError(f"truncated or corrupt {what} ({reason})")
+    def bad(why: str) -> RestrictedPickleError:
+        return RestrictedPickleError(f"truncated or corrupt {what} ({why})")
+
+    def pop(n: int) -> list[_Cell]:
+        if n > len(stack) - (marks[-1] if marks else 0):
+            raise bad(f"stack underflow at opcode {count}")
+        if n == 0:
+            return []
+        out = stack[-n:]
+        del stack[-n:]
+        return out
+
+    def pop_mark() -> list[_Cell]:
+        if not marks:
+            raise bad(f"no MARK for opcode {count}")
+        m = marks.pop()
+        out = stack[m:]
+        del stack[m:]
+        return out
+
+    def hashed(cells: list[_Cell]) -> None:
+        nonlocal hash_work
+        hash_work += sum(c.hash for c in cells)
+        if hash_work > MAX_HASH_WORK:
+            raise bad(f"dict keys or set items that take more than {MAX_HASH_WORK} steps to hash "
+                      "(memo-shared tuples); hostile file")
+
+    def container(children: list[_Cell], is_tuple: bool) -> _Cell:
+        depth = 1 + max((c.depth for c in children), default=0)
+        if depth > MAX_DEPTH:
+            raise bad(f"containers nested more than {MAX_DEPTH} deep")
+        if is_tuple:
+            work = 1 + sum(c.hash for c in children)
+            return _Cell(min(work, MAX_HASH_WORK + 1), min(sum(c.items for c in children), MAX_HASH_WORK + 1), depth)
+        return _Cell(1, min(sum(c.hash for c in children), MAX_HASH_WORK + 1), depth, mutable=True)
+
+    def add(target: _Cell, children: list[_Cell]) -> None:
+        if not target.mutable:
+            return  # the unpickler itself refuses appending to a non-container
+        target.items = min(target.items + sum(c.hash for c in children), MAX_HASH_WORK + 1)
+        depth = 1 + max((c.depth for c in children), default=0)
+        if depth > target.depth:
+            if depth > MAX_DEPTH:
+                raise bad(f"containers nested more than {MAX_DEPTH} deep")
+            target.depth = depth
 
     try:
         while True:
@@ -611,6 +865,13 @@ def scan(f: BinaryIO, what: str = "pickle") -> None:
             if op is None:
                 raise bad("pickle data was truncated" if not code else
                           f"invalid pickle opcode {code!r} at byte {f.tell() - 1}")
+            name = op.name
+            if name in _REFUSED_OPS:
+                raise bad(f"{name} opcode at byte {f.tell() - 1}: copyreg extension codes are refused "
+                          "(they name a global without the allow-list); nothing was executed")
+            count += 1
+            if count > MAX_OPCODES:
+                raise bad(f"more than {MAX_OPCODES} opcodes; real network pickles have far fewer")
             arg, value = op.arg, None
             if arg is None:
                 pass
@@ -618,13 +879,20 @@ def scan(f: BinaryIO, what: str = "pickle") -> None:
                 data = f.read(arg.n)
                 if len(data) != arg.n:
                     raise bad("pickle data was truncated")
-                value = int.from_bytes(data, "little") if op.name in ("FRAME", "BINPUT", "LONG_BINPUT") else None
+                if name in ("FRAME", "BINPUT", "LONG_BINPUT", "BINGET", "LONG_BINGET"):
+                    value = int.from_bytes(data, "little")
             elif arg.n == pickletools.UP_TO_NEWLINE:
-                for _ in range(2 if op.name in ("GLOBAL", "INST") else 1):
+                for _ in range(2 if name in ("GLOBAL", "INST") else 1):
                     line = f.readline(1 << 20)
                     if not line.endswith(b"\n"):
                         raise bad("pickle data was truncated, or a text argument is too long")
-                value = int(line) if op.name == "PUT" and line.strip().isdigit() else None
+                if name in ("PUT", "GET"):
+                    # CPython parses these with int(), which also takes '+N', ' N', '1_000': only
+                    # plain digits are accepted, so that the index checked is the index used.
+                    if not _DIGITS.fullmatch(line) or len(line) > 12:
+                        raise bad(f"{name} with memo index {clean(line[:20].decode('latin-1'), 20)} "
+                                  "(not plain decimal digits)")
+                    value = int(line)
             else:
                 fmt = _COUNTED[arg.n]
                 head = f.read(struct.calcsize(fmt))
@@ -632,14 +900,100 @@ def scan(f: BinaryIO, what: str = "pickle") -> None:
                     raise bad("pickle data was truncated")
                 length = struct.unpack(fmt, head)[0]
                 if length < 0 or length > end - f.tell():
-                    raise bad(f"{op.name} of {length} bytes at byte {f.tell()} runs past the end of the data")
+                    raise bad(f"{name} of {length} bytes at byte {f.tell()} runs past the end of the data")
                 f.seek(length, io.SEEK_CUR)
-            if op.name == "FRAME" and value > end - f.tell():
+            if name == "FRAME" and value > end - f.tell():
                 raise bad(f"FRAME of {value} bytes runs past the end of the data")
-            if op.name in ("PUT", "BINPUT", "LONG_BINPUT") and value is not None and value > count + _MEMO_SLACK:
+            if name in ("PUT", "BINPUT", "LONG_BINPUT") and value > count + _MEMO_SLACK:
                 raise bad(f"memo index {value} at opcode {count}")
-            count += 1
-            if op.name == "STOP":
+            # The shadow stack.
+            if name in _SIMPLE_PUSH:
+                stack.append(_OTHER)
+            elif name == "MARK":
+                marks.append(len(stack))
+            elif name in ("EMPTY_LIST", "EMPTY_DICT", "EMPTY_SET"):
+                stack.append(_Cell(1, 0, 1, mutable=True))
+            elif name == "EMPTY_TUPLE":
+                stack.append(_Cell(1, 0, 1))
+            elif name in ("TUPLE1", "TUPLE2", "TUPLE3"):
+                stack.append(container(pop(int(name[-1])), True))
+            elif name == "TUPLE":
+                stack.append(container(pop_mark(), True))
+            elif name == "LIST":
+                stack.append(container(pop_mark(), False))
+            elif name == "DICT":
+                items = pop_mark()
+                hashed(items[0::2])
+                stack.append(container(items, False))
+            elif name == "FROZENSET":
+                items = pop_mark()
+                hashed(items)
+                stack.append(container(items, True))
+            elif name == "APPEND":
+                item = pop(1)
+                if not stack:
+                    raise bad(f"stack underflow at opcode {count}")
+                add(stack[-1], item)
+            elif name in ("APPENDS", "SETITEMS", "ADDITEMS"):
+                items = pop_mark()
+                if not stack:
+                    raise bad(f"stack underflow at opcode {count}")
+                if name != "APPENDS":
+                    hashed(items[0::2] if name == "SETITEMS" else items)
+                add(stack[-1], items[1::2] if name == "SETITEMS" else items)
+            elif name == "SETITEM":
+                key, val = pop(2)
+                hashed([key])
+                if not stack:
+                    raise bad(f"stack underflow at opcode {count}")
+                add(stack[-1], [val])
+            elif name in ("REDUCE", "NEWOBJ", "BUILD"):
+                _, args = pop(2)
+                hashed([_Cell(args.hash + args.items)])  # a call may hash its arguments (set(), OrderedDict())
+                stack.append(_OTHER)
+            elif name == "NEWOBJ_EX":
+                _, args, kwargs = pop(3)
+                hashed([_Cell(args.items + kwargs.items)])
+                stack.append(_OTHER)
+            elif name in ("OBJ", "INST"):
+                items = pop_mark()
+                hashed([_Cell(sum(c.items for c in items))])
+                stack.append(_OTHER)
+            elif name == "STACK_GLOBAL":
+                pop(2)
+                stack.append(_OTHER)
+            elif name in ("BINPERSID",):
+                pop(1)
+                stack.append(_OTHER)
+            elif name == "POP":
+                if stack and (not marks or len(stack) > marks[-1]):
+                    stack.pop()
+                elif marks:
+                    marks.pop()  # the C unpickler's POP of a MARK
+                else:
+                    raise bad(f"stack underflow at opcode {count}")
+            elif name == "POP_MARK":
+                pop_mark()
+            elif name == "DUP":
+                if not stack:
+                    raise bad(f"stack underflow at opcode {count}")
+                stack.append(stack[-1])
+            elif name in ("PUT", "BINPUT", "LONG_BINPUT"):
+                if not stack:
+                    raise bad(f"PUT on an empty stack at opcode {count}")
+                memo[value] = stack[-1]
+            elif name == "MEMOIZE":
+                if not stack:
+                    raise bad(f"MEMOIZE on an empty stack at opcode {count}")
+                memo[len(memo)] = stack[-1]
+            elif name in ("GET", "BINGET", "LONG_BINGET"):
+                cell = memo.get(value)
+                if cell is None:
+                    raise bad(f"memo index {value} read before it was written")
+                stack.append(cell)
+            elif name == "READONLY_BUFFER":
+                pass
+            if name == "STOP":
                 return
     finally:
         f.seek(start)

@@ -1,15 +1,21 @@
 """Images from a trained or converted run, the tools NVIDIA's users know.
 
     python -m gan_jax.sample --workdir=DIR --seeds=0-15 --trunc=0.7 --outdir=OUT          # generate.py
+    python -m gan_jax.sample --network=network-snapshot.pkl --seeds=0-999 --batch=32 --outdir=OUT
     python -m gan_jax.sample style-mix --workdir=DIR --rows=85,100,75 --cols=55,821 --styles=0-6 --outdir=OUT
     python -m gan_jax.sample interpolate --workdir=DIR --seeds=0,5,9 --frames=24 --outdir=OUT
 
 Seed ``s`` means ``z = numpy.random.RandomState(s).randn(1, z_dim)``, as NVIDIA's ``generate.py``
 and ``style_mixing.py``, so the same network, seed, truncation, class and noise mode give the same
 image in both. Images come from G_ema with ``noise_mode='const'`` by default, as generate.py.
+``--network=FILE.pkl`` samples an NVIDIA pickle converted in memory (``gan_jax.convert``) instead of a
+run. Seeds go through the networks ``--batch`` at a time (the last batch padded to the same shape), so
+a long range does not run out of memory and gives the images it gives one by one.
 ``--class_idx`` picks the class of a conditional network. Any family works through its recipe's
 ``sampling`` (``gan_jax.recipes.Sampling``); style mixing needs styles (``num_ws``) and
-truncation a mapping (``truncation=True``), and other families say so.
+truncation a mapping (``truncation=True``), and other families say so. BigGAN's ``--trunc=T`` (T < 1)
+is the author's truncation, not a psi towards an average: seed ``s`` gives the latents of
+BigGAN-PyTorch's ``truncated_z_sample(1, dim_z, truncation=T, seed=s)`` (``T * truncnorm(-2, 2)``).
 """
 
 from __future__ import annotations
@@ -35,6 +41,10 @@ _CLASS = flags.DEFINE_integer("class_idx", None, "Class label for a conditional 
 _NOISE = flags.DEFINE_enum("noise_mode", "const", ["const", "random", "none"], "Noise mode (generate.py's --noise-mode).")
 _OUTDIR = flags.DEFINE_string("outdir", None, "Where the images go.")
 _STEP = flags.DEFINE_integer("step", None, "Checkpoint step (default: latest).")
+_NETWORK = flags.DEFINE_string("network", None, "An NVIDIA network pickle (StyleGAN2-ADA / StyleGAN3 snapshot, ProGAN / "
+                               "StyleGAN TF pickle), converted in memory: instead of --workdir (generate.py's --network).")
+_BATCH = flags.DEFINE_integer("batch", 16, "Images per device batch (the last one is padded to it); lower it when "
+                              "memory runs out.")
 
 
 def parse_range(spec: str) -> list[int]:
@@ -68,29 +78,45 @@ def to_uint8(images: Any) -> np.ndarray:
 
 
 class Sampler:
-    """G_ema of the checkpoint in ``workdir``: latents -> ws -> images, each step compiled once."""
+    """G_ema of the checkpoint in ``workdir`` (or of the NVIDIA pickle ``network``): latents -> ws ->
+    images, ``batch_size`` at a time (the last batch padded), so each step compiles once."""
 
-    def __init__(self, workdir: str, step: int | None = None):
+    def __init__(self, workdir: str | None = None, step: int | None = None, network: str | None = None,
+                 batch_size: int = 16):
         import jax  # noqa: PLC0415
-        import ml_collections  # noqa: PLC0415
 
-        from gan_jax import checkpoint, parallel, recipes  # noqa: PLC0415
-        from gan_jax.compiled import initial_state  # noqa: PLC0415
+        from gan_jax import recipes  # noqa: PLC0415
 
-        ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"), async_save=False)
-        if ckpt.latest_step() is None:
-            raise FileNotFoundError(f"no checkpoint in {os.path.join(workdir, 'checkpoints')}; train with "
-                                    f"`python -m gan_jax.main --workdir={workdir}` or convert a pickle with "
-                                    f"`python -m gan_jax.convert --source=PKL --dest={workdir}` first")
-        self.config = ml_collections.ConfigDict(ckpt.saved_config(step))
-        mesh = parallel.make_mesh()
-        recipe = recipes.build(self.config, mesh)
-        self.state = ckpt.restore(initial_state(recipe, mesh), self.config.to_dict(), step)
-        ckpt.close()
+        if batch_size < 1:
+            raise ValueError(f"--batch must be at least 1, got {batch_size}")
+        from gan_jax.run_loader import load_run  # noqa: PLC0415
+
+        self.config, recipe, self.state = load_run(workdir, step, network)
+        self.batch_size = int(batch_size)
         self.sampling: recipes.Sampling = recipe.sampling()
         self.z_dim, self.c_dim, self.num_ws = self.sampling.z_dim, self.sampling.c_dim, self.sampling.num_ws
         self._mapping = jax.jit(self.sampling.mapping)
         self._synthesis = jax.jit(self.sampling.synthesis, static_argnums=3)
+        self._seed_latents = recipe.seed_latents  # NVIDIA's rule; BigGAN's truncation has its own
+
+    def latents(self, seeds: list[int], truncation_psi: float = 1.0) -> np.ndarray:
+        """z [len(seeds), z_dim] of ``seeds``: the recipe's ``seed_latents(seeds, psi)`` (NVIDIA's rule but
+        for BigGAN's truncation)."""
+        return np.asarray(self._seed_latents(seeds, truncation_psi), np.float32)
+
+    def _batched(self, fn: Any, *arrays: np.ndarray | None) -> np.ndarray:
+        """``fn(*batch)`` over ``batch_size`` rows of ``arrays`` (None passes through), concatenated; the
+        last batch is padded with copies of its first row and cut back, so one shape is compiled."""
+        n = next(len(a) for a in arrays if a is not None)
+        out = []
+        for lo in range(0, n, self.batch_size):
+            part = [None if a is None else np.asarray(a[lo:lo + self.batch_size]) for a in arrays]
+            real = len(next(p for p in part if p is not None))
+            if n > self.batch_size and real < self.batch_size:
+                part = [None if p is None else np.concatenate([p, np.repeat(p[:1], self.batch_size - real, 0)])
+                        for p in part]
+            out.append(np.asarray(fn(*part))[:real])
+        return np.concatenate(out)
 
     def labels(self, class_idx: int | None, n: int):
         if self.c_dim == 0:
@@ -109,13 +135,16 @@ class Sampler:
         if not self.sampling.truncation and truncation_psi != 1:
             raise ValueError(f"--trunc={truncation_psi}: this {self.config.recipe} network has no mapping network "
                              "to truncate in; use --trunc=1")
-        return np.asarray(self._mapping(self.state, z, c, truncation_psi))
+        return self._batched(lambda z, c: self._mapping(self.state, z, c, truncation_psi), z, c)
 
     def synthesis(self, ws: np.ndarray, noise_mode: str = "const", seed: int = 0) -> np.ndarray:
-        """float images [N, H, W, C] from ws."""
+        """float images [N, H, W, C] from ws, ``batch_size`` at a time (``noise_mode='random'`` draws
+        each batch's noise from ``seed`` folded with the batch's first row)."""
         import jax  # noqa: PLC0415
 
-        return np.asarray(self._synthesis(self.state, ws, jax.random.PRNGKey(seed), noise_mode))
+        rows = np.arange(len(ws))
+        return self._batched(lambda w, r: self._synthesis(
+            self.state, w, jax.random.fold_in(jax.random.PRNGKey(seed), int(r[0])), noise_mode), ws, rows)
 
     def images(self, z: np.ndarray, c: np.ndarray | None = None, truncation_psi: float = 1.0,
                noise_mode: str = "const") -> np.ndarray:
@@ -123,15 +152,15 @@ class Sampler:
         return self.synthesis(self.mapping(z, c, truncation_psi), noise_mode)
 
 
-def generate(workdir: str, seeds: list[int], truncation_psi: float = 1.0, class_idx: int | None = None,
+def generate(workdir: str | None, seeds: list[int], truncation_psi: float = 1.0, class_idx: int | None = None,
              noise_mode: str = "const", step: int | None = None, sampler: Sampler | None = None) -> np.ndarray:
     """uint8 [len(seeds), H, W, C]: NVIDIA generate.py's images for ``seeds``."""
     s = sampler or Sampler(workdir, step)
-    z = seed_latents(seeds, s.z_dim)
+    z = s.latents(seeds, truncation_psi)
     return to_uint8(s.images(z, s.labels(class_idx, len(seeds)), truncation_psi, noise_mode))
 
 
-def style_mix(workdir: str, row_seeds: list[int], col_seeds: list[int], col_styles: list[int],
+def style_mix(workdir: str | None, row_seeds: list[int], col_seeds: list[int], col_styles: list[int],
               truncation_psi: float = 1.0, class_idx: int | None = None, noise_mode: str = "const",
               step: int | None = None, sampler: Sampler | None = None) -> np.ndarray:
     """NVIDIA style_mixing.py's grid, uint8 [(R+1)*H, (C+1)*W, ch]: first row the column seeds,
@@ -145,7 +174,7 @@ def style_mix(workdir: str, row_seeds: list[int], col_seeds: list[int], col_styl
         raise ValueError(f"--styles {bad} outside 0..{num_ws - 1} (this network has {num_ws} ws)")
     seeds = sorted(set(row_seeds + col_seeds))
     # style_mixing.py truncates all ws towards w_avg, as the mapping's truncation does
-    ws = s.mapping(seed_latents(seeds, s.z_dim), s.labels(class_idx, len(seeds)), truncation_psi)
+    ws = s.mapping(s.latents(seeds, truncation_psi), s.labels(class_idx, len(seeds)), truncation_psi)
     w = dict(zip(seeds, ws))
     mixed = []
     for r in row_seeds:
@@ -164,17 +193,17 @@ def style_mix(workdir: str, row_seeds: list[int], col_seeds: list[int], col_styl
     return tile(np.stack(tiles), len(col_seeds) + 1)
 
 
-def interpolate(workdir: str, seeds: list[int], frames: int = 24, truncation_psi: float = 1.0,
+def interpolate(workdir: str | None, seeds: list[int], frames: int = 24, truncation_psi: float = 1.0,
                 class_idx: int | None = None, noise_mode: str = "const", step: int | None = None,
                 sampler: Sampler | None = None) -> np.ndarray:
     """uint8 frames [T, H, W, C]: linear interpolation in W between consecutive seeds, looping back."""
     if len(seeds) < 2:
         raise ValueError("interpolate needs at least two seeds, e.g. --seeds=0,5")
     s = sampler or Sampler(workdir, step)
-    ws = s.mapping(seed_latents(seeds, s.z_dim), s.labels(class_idx, len(seeds)), truncation_psi)
+    ws = s.mapping(s.latents(seeds, truncation_psi), s.labels(class_idx, len(seeds)), truncation_psi)
     t = (np.arange(frames, dtype=np.float32) / frames).reshape(-1, *[1] * (ws.ndim - 1))  # ws [N, ...]
     path = np.concatenate([ws[i] * (1 - t) + ws[(i + 1) % len(seeds)] * t for i in range(len(seeds))])
-    return np.concatenate([to_uint8(s.synthesis(path[i:i + 16], noise_mode)) for i in range(0, len(path), 16)])
+    return to_uint8(s.synthesis(path, noise_mode))  # in batches of s.batch_size
 
 
 def write_video(path: str, frames: np.ndarray, fps: int = 24) -> str:
@@ -195,14 +224,20 @@ def write_video(path: str, frames: np.ndarray, fps: int = 24) -> str:
 
 
 def main(argv: list[str]) -> None:
+    from gan_jax.console import quiet_libraries  # noqa: PLC0415 (imports jax: after flag parsing)
+
+    quiet_libraries()  # before TensorFlow is imported (tensorflow_datasets)
     logging.set_verbosity(logging.WARNING)
     command = argv[1] if len(argv) > 1 else "generate"
     if len(argv) > 2 or command not in ("generate", "style-mix", "interpolate"):
         raise app.UsageError(f"expected one of generate (default), style-mix, interpolate; got {argv[1:]}")
-    if not _WORKDIR.value or not _OUTDIR.value:
-        raise app.UsageError("--workdir and --outdir are required")
+    if bool(_WORKDIR.value) == bool(_NETWORK.value) or not _OUTDIR.value:
+        raise app.UsageError("--outdir and one of --workdir (a run) and --network (an NVIDIA pickle) are required")
+    if _BATCH.value < 1:
+        raise app.UsageError(f"--batch must be at least 1, got {_BATCH.value}")
     os.makedirs(_OUTDIR.value, exist_ok=True)
-    common = dict(truncation_psi=_TRUNC.value, class_idx=_CLASS.value, noise_mode=_NOISE.value, step=_STEP.value)
+    sampler = Sampler(_WORKDIR.value, _STEP.value, network=_NETWORK.value, batch_size=_BATCH.value)
+    common = dict(truncation_psi=_TRUNC.value, class_idx=_CLASS.value, noise_mode=_NOISE.value, sampler=sampler)
     if command == "generate":
         seeds = parse_range(_SEEDS.value)
         images = generate(_WORKDIR.value, seeds, **common)

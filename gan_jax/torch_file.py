@@ -17,7 +17,6 @@ from __future__ import annotations
 import collections
 import io
 import os
-import pickle
 import struct
 import zipfile
 from typing import Any, BinaryIO, Callable
@@ -70,18 +69,28 @@ class _StateUnpickler(rp.RestrictedUnpickler):
 
     def persistent_load(self, pid: Any) -> Any:
         if not (rp.is_storage_id(pid, (5, 6)) and rp.STORAGE_KEY.fullmatch(pid[2])):
-            raise TorchFileError(f"refused persistent id {pid!r:.100}")
+            raise TorchFileError(f"refused persistent id {rp.short(pid, 100)}")
         return self._read_storage(pid[1], pid[2], pid[4])
 
 
-def _resolve(obj: Any) -> Any:
+def _resolve(obj: Any, memo: dict[int, Any] | None = None, depth: int = 0) -> Any:
+    """The legacy object graph with its recorded rebuild calls made; each shared object once
+    (``memo`` by id: a memo-shared graph would otherwise be rebuilt exponentially many times)."""
+    memo = {} if memo is None else memo
+    if depth > rp.MAX_DEPTH:
+        raise TorchFileError(f"objects nested more than {rp.MAX_DEPTH} deep")
+    if id(obj) in memo:
+        return memo[id(obj)][1]
     if isinstance(obj, _Deferred):
-        return obj.fn(*[_resolve(a) for a in obj.args])
-    if isinstance(obj, dict):
-        return type(obj)((k, _resolve(v)) for k, v in obj.items())
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(_resolve(v) for v in obj)
-    return obj
+        out = obj.fn(*[_resolve(a, memo, depth + 1) for a in obj.args])
+    elif isinstance(obj, dict):
+        out = type(obj)((k, _resolve(v, memo, depth + 1)) for k, v in obj.items())
+    elif isinstance(obj, (list, tuple)):
+        out = type(obj)(_resolve(v, memo, depth + 1) for v in obj)
+    else:
+        return obj
+    memo[id(obj)] = (obj, out)  # obj kept alive so that its id is not reused
+    return out
 
 
 def _check_state(obj: Any, label: str) -> dict[str, np.ndarray]:
@@ -95,6 +104,7 @@ def _check_state(obj: Any, label: str) -> dict[str, np.ndarray]:
 
 def _load_zip(data: bytes, label: str) -> dict[str, np.ndarray]:
     with zipfile.ZipFile(io.BytesIO(data)) as z:
+        rp.check_zip(z, label)
         names = set(z.namelist())
         pkls = [n for n in names if n == "data.pkl" or (n.endswith("/data.pkl") and n.count("/") == 1)]
         if len(pkls) != 1:
@@ -110,7 +120,7 @@ def _load_zip(data: bytes, label: str) -> dict[str, np.ndarray]:
                 cache[key] = rp.Storage(rp.read_zip_storage(z, prefix, token, key, numel, big_endian))
             return cache[key]
 
-        f = io.BytesIO(z.read(pkls[0]))
+        f = io.BytesIO(rp.read_member(z, pkls[0], "data.pkl"))
         rp.scan(f, "data.pkl")
         return _check_state(_StateUnpickler(f, read_storage).load(), label)
 
@@ -121,7 +131,7 @@ def _load_legacy(f: BinaryIO, label: str) -> dict[str, np.ndarray]:
         raise TorchFileError(f"{label}: a pickle, but not a torch.save file (no magic number)")
     version, _ = rp.load_payload_pickle(f)
     if version != rp.TORCH_LEGACY_PROTOCOL:
-        raise TorchFileError(f"{label}: torch.save protocol {version!r}, expected {rp.TORCH_LEGACY_PROTOCOL}")
+        raise TorchFileError(f"{label}: torch.save protocol {rp.short(version)}, expected {rp.TORCH_LEGACY_PROTOCOL}")
     rp.load_payload_pickle(f)  # sys_info: endianness and type sizes
     pending: dict[str, tuple[rp.Token, int, rp.Storage]] = {}
 
@@ -133,7 +143,7 @@ def _load_legacy(f: BinaryIO, label: str) -> dict[str, np.ndarray]:
     rp.scan(f, "object pickle")
     obj = _StateUnpickler(f, read_storage, deferred=True).load()
     keys, _ = rp.load_payload_pickle(f)
-    if not isinstance(keys, list) or sorted(keys) != sorted(pending):
+    if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys) or sorted(keys) != sorted(pending):
         raise TorchFileError(f"{label}: storage key list does not match the tensors")
     for key in keys:
         token, numel, holder = pending[key]
@@ -153,8 +163,11 @@ def load_state_dict(path_or_bytes: Any) -> dict[str, np.ndarray]:
         label, data = "<bytes>", bytes(path_or_bytes)
     else:
         label = os.fspath(path_or_bytes)
-        with open(label, "rb") as f:
-            data = f.read()
+        try:
+            with open(label, "rb") as f:
+                data = f.read()
+        except OSError as e:
+            raise TorchFileError(f"{rp.clean(label, 200)}: cannot read the file ({e.strerror or rp.reason(e)})") from None
     try:
         with rp.array_budget(len(data)):
             if data[:4] == b"PK\x03\x04":
@@ -163,10 +176,5 @@ def load_state_dict(path_or_bytes: Any) -> dict[str, np.ndarray]:
                 raise TorchFileError(f"{label}: neither a zip nor a pickle; not a torch.save file (first bytes "
                                      f"{data[:8].hex(' ')})")
             return _load_legacy(io.BytesIO(data), label)
-    except rp.RestrictedPickleError as e:
-        if isinstance(e, TorchFileError) and str(e).startswith(label):
-            raise
-        raise TorchFileError(str(e) if str(e).startswith(label) else f"{label}: {e}") from None
-    except (EOFError, pickle.UnpicklingError, zipfile.BadZipFile, KeyError, ValueError, TypeError) as e:
-        raise TorchFileError(f"{label}: truncated or corrupt torch.save file ({type(e).__name__}: "
-                             f"{rp.clean(e, 200)})") from None
+    except Exception as e:  # noqa: BLE001 (zipfile, numpy, struct and the unpickler raise many kinds)
+        raise rp.failure(TorchFileError, label, e, "truncated or corrupt torch.save file") from None

@@ -87,7 +87,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, max_steps: int | None
     config = resolve_config(config, source)
     recipe = recipe_cls(config, mesh)
     plan = recipes.stage_plan(recipe)
-    logger = Logger(config, workdir)
+    logger = Logger(config, workdir, images_at=plan.images_at)
     ckpt = checkpoint_lib.Checkpointer(os.path.join(workdir, "checkpoints"), keep=int(config.checkpoint.keep),
                                        async_save=bool(config.checkpoint.async_save),
                                        best_metric=evaluation.best_metric(config))

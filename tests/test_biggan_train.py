@@ -12,6 +12,7 @@ import pytest
 from gan_jax.configs import biggan_cifar10, biggan_imagenet128
 from gan_jax import train
 from gan_jax.recipes import biggan as recipe
+from tolerance import assert_close
 
 STEPS = 2  # iterations of the straight run; the resumed run stops after 1 and continues
 
@@ -111,7 +112,7 @@ def test_standing_statistics_equal_the_batch_statistics_of_their_batch(runs):
         return r.G.apply(v, z, y, train=True), r.G.apply(standing, z, y), standing["batch_stats"]
 
     batch_mode, standing_mode, stats = both(variables)
-    np.testing.assert_allclose(standing_mode, batch_mode, atol=2e-5)
+    assert_close(standing_mode, batch_mode, atol=2e-5)
     assert not np.allclose(stats["output_layer.0"]["stored_mean"], variables["batch_stats"]["output_layer.0"]["stored_mean"])
 
 
@@ -156,7 +157,7 @@ def test_truncation_maps_normals_to_the_truncated_normal():
     u = np.linspace(0.001, 0.999, 101)
     z = stats.norm.ppf(u).astype(np.float32)
     got = np.asarray(recipe.truncate_latents(jnp.asarray(z), t))
-    np.testing.assert_allclose(got, stats.truncnorm.ppf(u, -t, t), atol=2e-5)
+    assert_close(got, stats.truncnorm.ppf(u, -t, t), atol=2e-5)
     draws = np.asarray(recipe.sample_latents(jax.random.PRNGKey(0), 4000, 4, truncation=t))
     assert np.abs(draws).max() <= t and abs(draws.std() - stats.truncnorm.std(-t, t)) < 0.01
 

@@ -15,6 +15,7 @@ import types
 
 import numpy as np
 import pytest
+from tolerance import assert_close
 
 torch = pytest.importorskip("torch")
 
@@ -133,7 +134,7 @@ def test_pool_features_match_pytorch_fid_convention(reference, images, jax_featu
     variables, fn = jax_features
     got = np.asarray(fn(variables, images, "pytorch_fid"))
     assert 0.3 < np.abs(want).max() < 30, np.abs(want).max()  # features of about a real Inception's size, not vanishing
-    np.testing.assert_allclose(got, want, atol=1e-4, rtol=0)
+    assert_close(got, want, atol=1e-4)
 
 
 def test_pool_features_match_nvidia_convention(reference, images, jax_features):
@@ -144,7 +145,7 @@ def test_pool_features_match_nvidia_convention(reference, images, jax_features):
         want = raw(torch.from_numpy(x).permute(0, 3, 1, 2))[0][:, :, 0, 0].numpy()
     variables, fn = jax_features
     got = np.asarray(fn(variables, images, "nvidia"))
-    np.testing.assert_allclose(got, want, atol=1e-4, rtol=0)
+    assert_close(got, want, atol=1e-4)
 
 
 def test_tf1_resize_matches_loops(images):
@@ -152,11 +153,11 @@ def test_tf1_resize_matches_loops(images):
 
     x = images.astype(np.float32)
     got = np.asarray(inception.preprocess(images, "nvidia")) * 128 + 128
-    np.testing.assert_allclose(got, _tf1_resize_loops(x.astype(np.float64), 299), atol=2e-3)
+    assert_close(got, _tf1_resize_loops(x.astype(np.float64), 299), atol=2e-3)
     # downscaling too (source j * W / 299 skips pixels, no antialiasing)
     big = np.random.RandomState(2).randint(0, 256, size=(1, 320, 310, 3)).astype(np.uint8)
     got = np.asarray(inception.preprocess(big, "nvidia")) * 128 + 128
-    np.testing.assert_allclose(got, _tf1_resize_loops(big.astype(np.float64), 299), atol=2e-3)
+    assert_close(got, _tf1_resize_loops(big.astype(np.float64), 299), atol=2e-3)
 
 
 def test_half_pixel_resize_matches_torch(images):
@@ -165,7 +166,7 @@ def test_half_pixel_resize_matches_torch(images):
     want = torch.nn.functional.interpolate(torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255,
                                            size=(299, 299), mode="bilinear", align_corners=False)
     got = (np.asarray(inception.preprocess(images, "pytorch_fid")) + 1) / 2
-    np.testing.assert_allclose(got, want.permute(0, 2, 3, 1).numpy(), atol=1e-5)
+    assert_close(got, want.permute(0, 2, 3, 1).numpy(), atol=1e-5)
 
 
 def test_float_images_quantised_as_nvidia(images):

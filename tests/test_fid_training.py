@@ -13,6 +13,7 @@ from flax import traverse_util
 
 from gan_jax import checkpoint, evaluate, train
 from gan_jax.metrics import inception
+from tolerance import assert_close
 
 torch = pytest.importorskip("torch")
 
@@ -68,7 +69,7 @@ def test_fid_is_logged_and_the_best_checkpoint_kept(trained):
     assert "Metrics/fid16/nvidia" in acc.Tags()["tensors"]
     logged = [float(tf.make_ndarray(e.tensor_proto)) for e in acc.Tensors("Metrics/fid16/nvidia")] \
         if (tf := pytest.importorskip("tensorflow")) else []
-    np.testing.assert_allclose(logged, values, rtol=1e-4)
+    assert_close(logged, values, rtol=1e-4)
     ckpt = checkpoint.Checkpointer(str(workdir / "checkpoints"), keep=1, async_save=False, best_metric="fid16")
     best = 5 if values[0] < values[1] else 10
     assert ckpt.best_step() == best and set(ckpt.all_steps()) == {best, 10}

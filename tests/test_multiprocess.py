@@ -25,6 +25,7 @@ import time
 import numpy as np
 import pytest
 from conftest import REPO
+from tolerance import assert_close
 
 WORKER = os.path.join(REPO, "tests", "multiprocess_worker.py")
 BATCH = 8
@@ -195,7 +196,7 @@ def test_two_processes_step_as_one_process_of_8_devices_and_read_disjoint_halves
     z0, z1, z = (np.asarray(i["z_rows"]) for i in (i0, i1, r_info))
     assert z0.shape == z1.shape == (BATCH // 2, z.shape[1]) and z.shape == (BATCH, 16)
     assert np.min(np.abs(z0[:, None, :] - z1[None, :, :]).max(axis=-1)) > 0.1
-    np.testing.assert_allclose(np.concatenate([z0, z1]), z, atol=1e-6)
+    assert_close(np.concatenate([z0, z1]), z, atol=1e-6)
 
 
 def test_sigterm_on_two_processes_saves_one_step_and_the_same_command_resumes(runs):

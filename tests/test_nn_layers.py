@@ -11,6 +11,7 @@ import pytest
 
 from conftest import load_json, load_npz, nchw, nhwc, oihw_to_hwio
 from gan_jax import nn as gnn
+from tolerance import assert_close
 
 FAMILY = "stylegan2_ada"
 
@@ -27,8 +28,8 @@ def _filter(arrays, name):
 def test_setup_filter_matches_official(layers):
     arrays, _ = layers
     np.testing.assert_array_equal(gnn.setup_filter([1, 3, 3, 1]), arrays["filter.f1331"])
-    np.testing.assert_allclose(gnn.setup_filter([1, 3, 3, 1], separable=True), arrays["filter.f1331_sep"], rtol=1e-7)
-    np.testing.assert_allclose(gnn.setup_filter([1, 2, 5, 3], separable=True), arrays["filter.fasym_1d"], rtol=1e-7)
+    assert_close(gnn.setup_filter([1, 3, 3, 1], separable=True), arrays["filter.f1331_sep"], rtol=1e-7)
+    assert_close(gnn.setup_filter([1, 2, 5, 3], separable=True), arrays["filter.fasym_1d"], rtol=1e-7)
     # >= 8 taps become separable automatically, as upstream.
     assert gnn.setup_filter(np.ones(8)).ndim == 1 and gnn.setup_filter(np.ones(7)).ndim == 2
 
@@ -51,7 +52,7 @@ def test_upfirdn2d_cases(layers):
         f = _filter(arrays, kw.pop("f"))
         kw.pop("x")
         out = jax.jit(lambda x: fn(x, f, **kw))(x)
-        np.testing.assert_allclose(nchw(out), arrays[f"upfirdn.{case}.out"], atol=1e-5, err_msg=case)
+        assert_close(nchw(out), arrays[f"upfirdn.{case}.out"], atol=1e-5, what=case)
 
 
 def test_conv2d_resample_cases(layers):
@@ -63,7 +64,7 @@ def test_conv2d_resample_cases(layers):
         w = oihw_to_hwio(arrays[f"conv2d_resample.{case}.w"])
         padding = kw.pop("padding")
         out = jax.jit(lambda x, w: gnn.conv2d_resample(x, w, f=f, padding=padding, **kw))(x, w)
-        np.testing.assert_allclose(nchw(out), arrays[f"conv2d_resample.{case}.out"], atol=1e-5, err_msg=case)
+        assert_close(nchw(out), arrays[f"conv2d_resample.{case}.out"], atol=1e-5, what=case)
 
 
 def _modconv_case(arrays, case, kw, fused=None):
@@ -83,7 +84,7 @@ def test_modulated_conv_cases(layers):
     arrays, meta = layers
     for case, kw in meta["modulated_conv2d"].items():
         out = _modconv_case(arrays, case, kw)
-        np.testing.assert_allclose(nchw(out), arrays[f"modconv.{case}.out"], atol=1e-5, err_msg=case)
+        assert_close(nchw(out), arrays[f"modconv.{case}.out"], atol=1e-5, what=case)
 
 
 def test_grouped_and_per_sample_modconv_agree(layers):
@@ -91,7 +92,7 @@ def test_grouped_and_per_sample_modconv_agree(layers):
     for case, kw in meta["modulated_conv2d"].items():
         grouped = _modconv_case(arrays, case, kw, fused=True)
         per_sample = _modconv_case(arrays, case, kw, fused=False)
-        np.testing.assert_allclose(grouped, per_sample, atol=1e-5, err_msg=case)
+        assert_close(grouped, per_sample, atol=1e-5, what=case)
 
 
 def test_bias_act_cases(layers):
@@ -103,7 +104,7 @@ def test_bias_act_cases(layers):
         dim = kw.pop("dim", 1)
         # The fixture is NCHW; with dim=d the bias runs along axis d of the same array.
         out = jax.jit(lambda x, b: gnn.bias_act(x, b, axis=dim, **kw))(x, b)
-        np.testing.assert_allclose(out, arrays[f"bias_act.{case}.out"], atol=1e-6, err_msg=case)
+        assert_close(out, arrays[f"bias_act.{case}.out"], atol=1e-6, what=case)
 
 
 def test_minibatch_std_cases(layers):
@@ -111,7 +112,7 @@ def test_minibatch_std_cases(layers):
     x = nhwc(arrays["mbstd.x"])
     for case, kw in meta["mbstd"].items():
         out = jax.jit(lambda x: gnn.minibatch_std(x, kw["group_size"], kw["num_channels"]))(x)
-        np.testing.assert_allclose(nchw(out), arrays[f"mbstd.{case}.out"], atol=1e-6, err_msg=case)
+        assert_close(nchw(out), arrays[f"mbstd.{case}.out"], atol=1e-6, what=case)
 
 
 def test_minibatch_std_groups_are_strided(layers):
@@ -135,7 +136,7 @@ def test_minibatch_std_rejects_indivisible_batch():
 def test_normalize_2nd_moment(layers):
     arrays, _ = layers
     out = gnn.normalize_2nd_moment(arrays["normalize_2nd_moment.x"])
-    np.testing.assert_allclose(out, arrays["normalize_2nd_moment.out"], atol=1e-6)
+    assert_close(out, arrays["normalize_2nd_moment.out"], atol=1e-6)
 
 
 def test_fully_connected_module(layers):
@@ -145,7 +146,7 @@ def test_fully_connected_module(layers):
                                     lr_multiplier=init["lr_multiplier"], bias_init=init["bias_init"])
     params = {"weight": arrays["mod.fc_lrelu_lr0.01.weight"].T, "bias": arrays["mod.fc_lrelu_lr0.01.bias"]}
     out = jax.jit(layer.apply)({"params": params}, arrays["mod.fc_lrelu_lr0.01.x"])
-    np.testing.assert_allclose(out, arrays["mod.fc_lrelu_lr0.01.out"], atol=1e-5)
+    assert_close(out, arrays["mod.fc_lrelu_lr0.01.out"], atol=1e-5)
 
 
 def test_conv2d_layer_modules(layers):
@@ -162,7 +163,7 @@ def test_conv2d_layer_modules(layers):
         assert x.shape[-1] == in_ch
         for key, gain in gains.items():
             out = layer.apply({"params": params}, x, gain=gain)
-            np.testing.assert_allclose(nchw(out), arrays[f"mod.{name}.{key}"], atol=1e-5, err_msg=f"{name}.{key}")
+            assert_close(nchw(out), arrays[f"mod.{name}.{key}"], atol=1e-5, what=f"{name}.{key}")
 
 
 @pytest.mark.parametrize("shape", [(1, 4), (3, 1), (1, 1), (4, 4), (3, 4), (20, 20)])
@@ -189,4 +190,4 @@ def test_upfirdn2d_shift_sum_paths_match_a_direct_convolution(shape, down):
             out += kf[i, j] * z[:, i:i + out.shape[1], j:j + out.shape[2]]
     want = out[:, ::dy, ::dx]
     got = gnn.upfirdn2d(jnp.asarray(x), f, up=up, down=down, padding=pad)
-    np.testing.assert_allclose(got, want, atol=1e-5, rtol=1e-5)
+    assert_close(got, want, rtol=1e-5, atol=1e-5)

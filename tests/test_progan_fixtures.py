@@ -15,6 +15,7 @@ from conftest import load_json, load_npz, nchw, nhwc
 
 from gan_jax import convert, losses
 from gan_jax.recipes import growing
+from tolerance import assert_close, assert_scalar_close, scale_of
 
 FAMILY = "progan"
 PAIRS = ("fused", "nofuse", "cond")
@@ -61,7 +62,7 @@ def test_generator_images_at_every_lod(nets, common, pair):
         img = n["g"](n["g_vars"], common["latents"], _labels(pair, common), jnp.float32(lod))
         ref = n["f"][f"G/images/lod{lod:g}"]
         assert img.shape == (8, 32, 32, 3)
-        np.testing.assert_allclose(nchw(img), ref, atol=1e-4, rtol=0, err_msg=f"{pair} lod {lod}")
+        assert_close(nchw(img), ref, atol=1e-4, what=f"{pair} lod {lod}")
         worst = max(worst, float(np.abs(nchw(img) - ref).max()))
     assert worst < 1e-4  # measured 4.7e-5 (fused, lod 0)
 
@@ -72,10 +73,9 @@ def test_discriminator_scores_at_every_lod(nets, common, pair):
     for lod in _lods():
         for which, images in (("real", common["reals_net"]), ("fake", n["f"][f"G/images/lod{lod:g}"])):
             scores, logits = n["d"](n["d_vars"], nhwc(images), jnp.float32(lod))
-            np.testing.assert_allclose(scores, n["f"][f"D/scores_{which}/lod{lod:g}"], atol=1e-5, rtol=0,
-                                       err_msg=f"{pair} {which} lod {lod}")
+            assert_close(scores, n["f"][f"D/scores_{which}/lod{lod:g}"], atol=1e-5, what=f"{pair} {which} lod {lod}")
             if pair == "cond":
-                np.testing.assert_allclose(logits, n["f"][f"D/labels_{which}/lod{lod:g}"], atol=1e-5, rtol=0)
+                assert_close(logits, n["f"][f"D/labels_{which}/lod{lod:g}"], atol=1e-5)
             else:
                 assert logits.shape == (8, 0)
 
@@ -86,9 +86,9 @@ def test_levels_above_max_resolution_are_skipped_and_equal(nets, common):
     G, D = n["G"], n["D"]
     for lod, res in ((1.25, 16), (2.7, 8), (3.0, 4)):
         img = G.apply(n["g_vars"], common["latents"], None, lod=lod, max_resolution=res)
-        np.testing.assert_allclose(nchw(img), n["f"][f"G/images/lod{lod:g}"], atol=1e-4, rtol=0)
+        assert_close(nchw(img), n["f"][f"G/images/lod{lod:g}"], atol=1e-4)
         scores = D.apply(n["d_vars"], nhwc(common["reals_net"]), lod=lod, max_resolution=res)
-        np.testing.assert_allclose(scores, n["f"][f"D/scores_real/lod{lod:g}"], atol=1e-5, rtol=0)
+        assert_close(scores, n["f"][f"D/scores_real/lod{lod:g}"], atol=1e-5)
     with pytest.raises(ValueError, match="max_resolution=64 exceeds the network's resolution 32"):
         G.apply(n["g_vars"], common["latents"], None, lod=0.0, max_resolution=64)
 
@@ -124,7 +124,7 @@ def test_intermediates_of_the_fused_pair(nets, common):
                 continue
             x = np.asarray(ours[0])
             x = nchw(x) if x.ndim == 4 else x
-            np.testing.assert_allclose(x[: len(ref)], ref, atol=1e-4, rtol=0, err_msg=key)
+            assert_close(x[: len(ref)], ref, atol=1e-4, what=key)
             checked += 1
     assert checked >= 30, checked
 
@@ -137,7 +137,7 @@ def test_process_reals_and_the_dataset_pyramid(common):
     fn = jax.jit(growing.process_reals, static_argnums=2)
     for lod in (0, 0.5, 1, 1.25, 2.7):
         got = fn(jnp.asarray(reals), jnp.float32(lod), math.floor(lod))
-        np.testing.assert_allclose(nchw(got), common[f"process_reals/lod{lod:g}"], atol=1e-6, rtol=0, err_msg=str(lod))
+        assert_close(nchw(got), common[f"process_reals/lod{lod:g}"], atol=1e-6, what=str(lod))
 
 
 # -- schedule ----------------------------------------------------------------------------------------
@@ -197,22 +197,22 @@ def test_gradient_penalty_closed_forms():
     w = rs.randn(3, 3, 2).astype(np.float32)
     linear = lambda x: jnp.sum(x * w, axis=(1, 2, 3))[:, None]
     penalty, norms, scores = losses.wgan_gradient_penalty(linear, reals, fakes, u, target=1.0)
-    np.testing.assert_allclose(norms, np.full(4, np.linalg.norm(w)), rtol=1e-6)
-    np.testing.assert_allclose(penalty, (np.linalg.norm(w) - 1) ** 2, rtol=1e-5)
+    assert_close(norms, np.full(4, np.linalg.norm(w)), rtol=1e-6)
+    assert_close(penalty, (np.linalg.norm(w) - 1) ** 2, rtol=1e-5)
     mixed = reals + (fakes - reals) * u
-    np.testing.assert_allclose(scores[:, 0], np.sum(mixed * w, axis=(1, 2, 3)), rtol=1e-5)
+    assert_close(scores[:, 0], np.sum(mixed * w, axis=(1, 2, 3)), rtol=1e-5)
     quad = lambda x: 0.5 * jnp.sum(x * x, axis=(1, 2, 3))[:, None]
     penalty, norms, _ = losses.wgan_gradient_penalty(quad, reals, fakes, u, target=2.0)
     want = np.sqrt(np.sum(mixed.astype(np.float64) ** 2, axis=(1, 2, 3)))
-    np.testing.assert_allclose(norms, want, rtol=1e-5)
-    np.testing.assert_allclose(penalty, (want - 2.0) ** 2, rtol=1e-4)
+    assert_close(norms, want, rtol=1e-5)
+    assert_close(penalty, (want - 2.0) ** 2, rtol=1e-4)
     s = np.array([[1.5], [-2.0]], np.float32)
     np.testing.assert_array_equal(losses.drift_penalty(s), s ** 2)
     np.testing.assert_array_equal(losses.d_wgan(s, 2 * s), s)
     logits = rs.randn(2, 3).astype(np.float32)
     onehot = np.eye(3, dtype=np.float32)[[2, 0]]
     want = -np.log(np.exp(logits) / np.exp(logits).sum(1, keepdims=True))[[0, 1], [2, 0]]
-    np.testing.assert_allclose(losses.acgan_label_penalty(onehot, logits), want, rtol=1e-5)
+    assert_close(losses.acgan_label_penalty(onehot, logits), want, rtol=1e-5)
 
 
 def test_gradient_penalty_against_finite_differences(nets, common):
@@ -234,8 +234,8 @@ def test_gradient_penalty_against_finite_differences(nets, common):
         mixed = reals + (fakes - reals) * u
         grads = jax.grad(total)(mixed)
         penalty, norms, _ = losses.wgan_gradient_penalty(lambda x: apply(theta, x), reals, fakes, u)
-        np.testing.assert_allclose(norms, np.sqrt(np.sum(np.square(grads), axis=(1, 2, 3))), rtol=1e-12)
-        np.testing.assert_allclose(penalty, np.square(norms - 1.0), rtol=1e-12)
+        assert_close(norms, np.sqrt(np.sum(np.square(grads), axis=(1, 2, 3))), rtol=1e-12)
+        assert_close(penalty, np.square(norms - 1.0), rtol=1e-12)
         v = jnp.asarray(rs.randn(*mixed.shape))
         h = 1e-6
         fd = (float(total(mixed + h * v)) - float(total(mixed - h * v))) / (2 * h)
@@ -286,21 +286,22 @@ def test_losses_terms_and_gradients_equal_the_official(nets, loss_recipe, prefix
 
     (d_loss, terms), d_grads = jax.jit(jax.value_and_grad(r.d_loss, has_aux=True), static_argnums=6)(
         d_params, reals, fakes, labels, nhwc(ref["mixing_factors"]), jnp.float32(lod), None)
-    assert float(d_loss) == pytest.approx(float(ref["D_loss_mean"]), rel=1e-5, abs=1e-5)
+    # The mean of an [N, N] loss of signed score differences: rel at the scale of its terms.
+    assert_scalar_close(d_loss, ref["D_loss_mean"], rtol=1e-5, atol=1e-5, scale=scale_of(ref["D_loss"]), what="D loss")
     for name in ("real_scores", "fake_scores", "mixed_scores", "mixed_norms", "epsilon_penalty",
                  "label_penalty_reals", "label_penalty_fakes"):
         if f"terms/{name}" in ref:
-            np.testing.assert_allclose(terms[name], ref[f"terms/{name}"], atol=2e-5, rtol=1e-5, err_msg=name)
+            assert_close(terms[name], ref[f"terms/{name}"], rtol=1e-5, atol=2e-5, what=name)
     # The official loss tensor is [N, N] (score terms of i + GP / label terms of j); its mean is ours.
     per_i = (terms["fake_scores"] - terms["real_scores"] + 0.001 * terms["epsilon_penalty"])[:, 0]
     per_j = 10.0 * np.square(terms["mixed_norms"] - 1.0)
     if labels is not None:
         per_j = per_j + terms["label_penalty_reals"] + terms["label_penalty_fakes"]
-    np.testing.assert_allclose(np.asarray(per_i)[:, None] + np.asarray(per_j)[None, :], ref["D_loss"], atol=1e-4, rtol=1e-5)
+    assert_close(np.asarray(per_i)[:, None] + np.asarray(per_j)[None, :], ref["D_loss"], rtol=1e-5, atol=1e-4)
 
     (g_loss, _), g_grads = jax.jit(jax.value_and_grad(r.g_loss, has_aux=True), static_argnums=5)(
         g_params, d_params, ref["G_latents"], labels, jnp.float32(lod), None)
-    assert float(g_loss) == pytest.approx(float(ref["G_loss_mean"]), rel=1e-5, abs=1e-5)
+    assert_scalar_close(g_loss, ref["G_loss_mean"], rtol=1e-5, atol=1e-5, scale=scale_of(ref["G_loss"]), what="G loss")
 
     for net, grads in (("D", d_grads), ("G", g_grads)):
         flat = {"/".join(k): np.asarray(v) for k, v in flax.traverse_util.flatten_dict(grads).items()}
@@ -308,4 +309,4 @@ def test_losses_terms_and_gradients_equal_the_official(nets, loss_recipe, prefix
         assert set(flat) == set(want)  # every trainable
         for name, value in want.items():
             scale = max(float(np.abs(value).max()), 1e-3)
-            np.testing.assert_allclose(flat[name], value, atol=2e-4 * scale, rtol=0, err_msg=f"{net} {name}")
+            assert_close(flat[name], value, atol=2e-4 * scale, what=f"{net} {name}")

@@ -18,8 +18,12 @@ from conftest import load_json, load_npz, nchw, nhwc
 from gan_jax import convert
 from gan_jax.models import stylegan
 from gan_jax.recipes import stylegan as recipe
+from tolerance import assert_close
 
 FAMILY = "stylegan1"
+# Absolute tolerances at the outputs' scale (tests/tolerance.py): images and intermediates reach
+# max|x| ~ 27 here (1e-4 = 4e-6 of that, ~30 float32 ulps), dlatents / scores / losses ~ 1-6
+# (1e-5 = 2e-6 to 1e-5 of that); every element is held to it, cancelling ones included.
 IMG_ATOL = 1e-4
 ATOL = 1e-5
 LODS = ("0", "0.5", "1", "1.5", "2.5", "3")
@@ -79,31 +83,31 @@ def g_out(networks):
 def test_mapping_and_truncation(g_out):
     out, ref = g_out
     m = ref["m"]
-    np.testing.assert_allclose(out["dlatents"], m["dlatents"], atol=ATOL)
+    assert_close(out["dlatents"], m["dlatents"], atol=ATOL)
     # G_style's defaults (psi 0.7, cutoff 8): an evaluation call without arguments is truncated.
-    np.testing.assert_allclose(out["dlatents_default"], m["dlatents_trunc_psi0.7_cut8"], atol=ATOL)
-    np.testing.assert_allclose(out["dlatents_trunc_psi0.5_cut4"], m["dlatents_trunc_psi0.5_cut4"], atol=ATOL)
+    assert_close(out["dlatents_default"], m["dlatents_trunc_psi0.7_cut8"], atol=ATOL)
+    assert_close(out["dlatents_trunc_psi0.5_cut4"], m["dlatents_trunc_psi0.5_cut4"], atol=ATOL)
     inter = out["mapping_inter"]["G_mapping"]
-    np.testing.assert_allclose(inter["after_pixelnorm"][0], m["inter/after_pixelnorm"], atol=ATOL)
+    assert_close(inter["after_pixelnorm"][0], m["inter/after_pixelnorm"], atol=ATOL)
     for i in (0, 1):
-        np.testing.assert_allclose(inter[f"Dense{i}"]["__call__"][0], m[f"inter/Dense{i}/after_lrelu"], atol=ATOL)
+        assert_close(inter[f"Dense{i}"]["__call__"][0], m[f"inter/Dense{i}/after_lrelu"], atol=ATOL)
 
 
 def test_synthesis_every_lod(g_out):
     out, ref = g_out
     for lod in LODS:
-        np.testing.assert_allclose(nchw(out[f"images_lod{lod}"]), ref["s"][f"images_lod{lod}"], atol=IMG_ATOL, err_msg=lod)
+        assert_close(nchw(out[f"images_lod{lod}"]), ref["s"][f"images_lod{lod}"], atol=IMG_ATOL, what=lod)
 
 
 def test_max_resolution_skips_exactly_the_faded_out_levels(g_out):
     out, ref = g_out
-    np.testing.assert_allclose(nchw(out["lod1.5_max16"]), ref["s"]["images_lod1.5"], atol=IMG_ATOL)
-    np.testing.assert_allclose(nchw(out["lod3_max4"]), ref["s"]["images_lod3"], atol=IMG_ATOL)
+    assert_close(nchw(out["lod1.5_max16"]), ref["s"]["images_lod1.5"], atol=IMG_ATOL)
+    assert_close(nchw(out["lod3_max4"]), ref["s"]["images_lod3"], atol=IMG_ATOL)
 
 
 def test_fused_up_conv(g_out):
     out, ref = g_out
-    np.testing.assert_allclose(nchw(out["fused"]), ref["s"]["images_lod0_fused_scale_True"], atol=IMG_ATOL)
+    assert_close(nchw(out["fused"]), ref["s"]["images_lod0_fused_scale_True"], atol=IMG_ATOL)
 
 
 def test_g_style_images(g_out):
@@ -111,18 +115,18 @@ def test_g_style_images(g_out):
     out, _ = g_out
     ref = load_npz(FAMILY, "images_gstyle.npz")
     for key in ("G_style_lod0_trunc_none", "G_style_lod0_trunc_psi0.7_cut8", "G_style_lod0_trunc_psi0.5_cut4"):
-        np.testing.assert_allclose(nchw(out[key]), ref[key], atol=IMG_ATOL, err_msg=key)
-    np.testing.assert_allclose(nchw(out["G_style_lod0_trunc_default"]), ref["G_style_lod0_trunc_psi0.7_cut8"], atol=IMG_ATOL)
+        assert_close(nchw(out[key]), ref[key], atol=IMG_ATOL, what=key)
+    assert_close(nchw(out["G_style_lod0_trunc_default"]), ref["G_style_lod0_trunc_psi0.7_cut8"], atol=IMG_ATOL)
 
 
 def test_style_mixing_both_crossovers(g_out):
     out, ref = g_out
     mix = ref["mix"]
-    np.testing.assert_allclose(ref["w1"], mix["dlatents1"], atol=ATOL)
-    np.testing.assert_allclose(ref["w2"], mix["dlatents2"], atol=ATOL)
+    assert_close(ref["w1"], mix["dlatents1"], atol=ATOL)
+    assert_close(ref["w2"], mix["dlatents2"], atol=ATOL)
     for k in (2, 5):
-        np.testing.assert_allclose(out[f"mixed_k{k}"], mix[f"mixed_dlatents_k{k}"], atol=ATOL)
-        np.testing.assert_allclose(nchw(out[f"images_k{k}"]), mix[f"images_k{k}"], atol=IMG_ATOL, err_msg=str(k))
+        assert_close(out[f"mixed_k{k}"], mix[f"mixed_dlatents_k{k}"], atol=ATOL)
+        assert_close(nchw(out[f"images_k{k}"]), mix[f"images_k{k}"], atol=IMG_ATOL, what=str(k))
 
 
 def test_synthesis_intermediates(g_out):
@@ -138,7 +142,7 @@ def test_synthesis_intermediates(g_out):
             node = inter[block][layer]
             got = node["StyleMod"]["style"][0] if what == "style" else node[what][0]
         got = np.asarray(got)
-        np.testing.assert_allclose(nchw(got) if got.ndim == 4 else got, want, atol=IMG_ATOL, err_msg=key)
+        assert_close(nchw(got) if got.ndim == 4 else got, want, atol=IMG_ATOL, what=key)
         checked += 1
     assert checked == len(ref) == 38  # every stored intermediate
 
@@ -166,8 +170,8 @@ def test_d_scores_every_lod(d_out):
     out, ref = d_out
     for key in ref:
         if key.startswith("scores"):
-            np.testing.assert_allclose(out[key], ref[key], atol=ATOL, err_msg=key)
-    np.testing.assert_allclose(out["reals_lod1.5_max16"], ref["scores_reals_lod1.5"], atol=ATOL)
+            assert_close(out[key], ref[key], atol=ATOL, what=key)
+    assert_close(out["reals_lod1.5_max16"], ref["scores_reals_lod1.5"], atol=ATOL)
 
 
 # -- losses: training/loss.py with the recorded random draws -----------------------------------------
@@ -215,34 +219,34 @@ def losses(networks):
 
 def test_g_loss_and_grads(losses):
     out, ref, _ = losses
-    np.testing.assert_allclose(out["loss_g"], ref["loss"], atol=ATOL)
-    np.testing.assert_allclose(out["lg"], ref["loss_mean"], atol=ATOL)
-    np.testing.assert_allclose(out["avg_g"], ref["dlatent_avg_after"], atol=ATOL)
+    assert_close(out["loss_g"], ref["loss"], atol=ATOL)
+    assert_close(out["lg"], ref["loss_mean"], atol=ATOL)
+    assert_close(out["avg_g"], ref["dlatent_avg_after"], atol=ATOL)
     grads = _tf_grads(out["grads_g"])
     want = {k[len("grad/"):]: v for k, v in ref.items() if k.startswith("grad/")}
     assert set(grads) == set(want)
     for name, g in want.items():
         scale = max(1.0, float(np.abs(g).max()))
-        np.testing.assert_allclose(grads[name], g, atol=1e-4 * scale, err_msg=name)
+        assert_close(grads[name], g, atol=1e-4 * scale, what=name)
 
 
 def test_d_loss_r1_and_grads(losses):
     out, _, ref = losses
     aux = out["aux_d"]
-    np.testing.assert_allclose(aux["real_scores"], ref["real_scores"], atol=ATOL)
-    np.testing.assert_allclose(aux["fake_scores"], ref["fake_scores"], atol=ATOL)
-    np.testing.assert_allclose(aux["r1_penalty"], ref["r1_penalty"], rtol=1e-5, atol=ATOL)
-    np.testing.assert_allclose(out["ld"], ref["loss_mean"], atol=ATOL)
+    assert_close(aux["real_scores"], ref["real_scores"], atol=ATOL)
+    assert_close(aux["fake_scores"], ref["fake_scores"], atol=ATOL)
+    assert_close(aux["r1_penalty"], ref["r1_penalty"], rtol=1e-5, atol=ATOL)
+    assert_close(out["ld"], ref["loss_mean"], atol=ATOL)
     # The official loss is [N, 1] + [N] -> [N, N]; per-sample loss_i + r1_j * gamma / 2.
     per_sample = np.asarray(aux["loss"]) - np.asarray(aux["r1_penalty"]) * 5.0
-    np.testing.assert_allclose(per_sample[:, None] + np.asarray(aux["r1_penalty"])[None, :] * 5.0, ref["loss"], atol=ATOL)
-    np.testing.assert_allclose(out["avg_d"], ref["dlatent_avg_after"], atol=ATOL)
+    assert_close(per_sample[:, None] + np.asarray(aux["r1_penalty"])[None, :] * 5.0, ref["loss"], atol=ATOL)
+    assert_close(out["avg_d"], ref["dlatent_avg_after"], atol=ATOL)
     grads = _tf_grads(out["grads_d"])
     want = {k[len("grad/"):]: v for k, v in ref.items() if k.startswith("grad/")}
     assert set(grads) == set(want)
     for name, g in want.items():
         scale = max(1.0, float(np.abs(g).max()))
-        np.testing.assert_allclose(grads[name], g, atol=1e-4 * scale, err_msg=name)
+        assert_close(grads[name], g, atol=1e-4 * scale, what=name)
 
 
 # -- conversion errors ---------------------------------------------------------------------------

@@ -21,6 +21,7 @@ import pytest
 from conftest import load_json, load_npz, nchw, nhwc
 
 from gan_jax import convert
+from tolerance import assert_close
 
 FAMILY = "stylegan1"
 G_STYLE_ARGS = ("truncation_psi", "truncation_cutoff", "truncation_psi_val", "truncation_cutoff_val",
@@ -110,11 +111,11 @@ def test_reproduces_the_fixture_images_and_scores(pkl_path):
     z = load_npz(FAMILY, "mapping.npz")["z"]
     ref = load_npz(FAMILY, "images_gstyle.npz")
     img = G.apply(G_vars, z, None, noise_mode="const")  # G_style defaults: psi 0.7, cutoff 8
-    np.testing.assert_allclose(nchw(img), ref["G_style_lod0_trunc_psi0.7_cut8"], atol=1e-4)
+    assert_close(nchw(img), ref["G_style_lod0_trunc_psi0.7_cut8"], atol=1e-4)
     img = G.apply(G_vars, z, None, truncation_psi=0.5, truncation_cutoff=4, noise_mode="const")
-    np.testing.assert_allclose(nchw(img), ref["G_style_lod0_trunc_psi0.5_cut4"], atol=1e-4)
+    assert_close(nchw(img), ref["G_style_lod0_trunc_psi0.5_cut4"], atol=1e-4)
     disc = load_npz(FAMILY, "discriminator.npz")
-    np.testing.assert_allclose(D.apply(D_vars, nhwc(disc["reals"]), None, lod=1.5), disc["scores_reals_lod1.5"], atol=1e-5)
+    assert_close(D.apply(D_vars, nhwc(disc["reals"]), None, lod=1.5), disc["scores_reals_lod1.5"], atol=1e-5)
 
 
 def test_code_executing_pickles_are_refused(fixture_nets, tmp_path):
@@ -151,8 +152,8 @@ def test_convert_cli_and_sampling(pkl_path, tmp_path):
     # The fixture's latents through the sampler: G_ema (Gs), const noise, lod 0 (Gs's lod variable).
     z = load_npz(FAMILY, "mapping.npz")["z"]
     ref = load_npz(FAMILY, "images_gstyle.npz")
-    np.testing.assert_allclose(nchw(s.images(z, None, 0.7)), ref["G_style_lod0_trunc_psi0.7_cut8"], atol=1e-4)
-    np.testing.assert_allclose(nchw(s.images(z, None, 1.0)), ref["G_style_lod0_trunc_none"], atol=1e-4)
+    assert_close(nchw(s.images(z, None, 0.7)), ref["G_style_lod0_trunc_psi0.7_cut8"], atol=1e-4)
+    assert_close(nchw(s.images(z, None, 1.0)), ref["G_style_lod0_trunc_none"], atol=1e-4)
     # Seeds as NVIDIA's scripts (RandomState(seed).randn), truncation 0.7 with G_style's cutoff 8.
     images = sample.generate(str(dest), [0, 1], truncation_psi=0.7, sampler=s)
     G, G_vars, _, _ = convert.stylegan_from_tf(*_gs(pkl_path))

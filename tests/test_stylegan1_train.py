@@ -14,6 +14,7 @@ from gan_jax.configs import stylegan_ffhq
 from gan_jax import train
 from gan_jax.recipes import growing
 from gan_jax.recipes import stylegan as recipe
+from tolerance import assert_close
 
 
 def _config():
@@ -41,7 +42,7 @@ def test_stages_follow_the_official_schedule():
         ("4x4", 0, 8, 4), ("8x8-fade", 96, 8, 8), ("8x8", 160, 8, 8)]
     # lod at the group starts: 1 while 4x4 trains, 2/3 and 1/3 during the fade-in, then 0.
     lods = [growing.training_schedule(n, 3, 1, cfg.sched).lod for n in (64, 96, 128, 160)]
-    np.testing.assert_allclose(lods, [1.0, 2 / 3, 1 / 3, 0.0], atol=1e-12)
+    assert_close(lods, [1.0, 2 / 3, 1 / 3, 0.0], atol=1e-12)
     full = stylegan_ffhq.get_config()
     assert [s.name for s in recipe.StyleGAN(full).stages()][:3] == ["8x8", "16x16-fade", "16x16"]  # lod_initial_resolution 8
     assert recipe.StyleGAN(full, num_shards=8).schedule_at(1024).G_lrate == 0.003
@@ -57,7 +58,7 @@ def test_tiny_trains_through_growth(straight):
     avg = np.asarray(straight.extra["G_buffers"]["dlatent_avg"])
     ema_avg = np.asarray(straight.extra["G_ema_buffers"]["dlatent_avg"])
     assert np.abs(avg).max() > 0 and not np.array_equal(ema_avg, avg)
-    np.testing.assert_allclose(ema_avg, avg, atol=0.05 * np.abs(avg).max())
+    assert_close(ema_avg, avg, atol=0.05 * np.abs(avg).max())
     # Adam was reset at the last stage (8x8 started at step 20): 8 updates counted since.
     assert int(straight.opt_state["G"].count) == 8
 

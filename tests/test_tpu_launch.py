@@ -46,3 +46,11 @@ def test_dry_run_prints_every_gcloud_command_and_runs_none(tmp_path):
 def test_train_without_a_gs_workdir_says_what_is_needed():
     out = subprocess.run(["bash", str(SCRIPT), "train", "--dry-run"], capture_output=True, text=True)
     assert out.returncode == 2 and "--workdir=gs://" in out.stderr
+
+
+@pytest.mark.parametrize("flag", ["--help", "-h", "help"])
+def test_help_prints_the_usage(flag):
+    out = subprocess.run(["bash", str(SCRIPT), flag], capture_output=True, text=True)
+    assert out.returncode == 0 and "unknown" not in out.stderr, out.stderr
+    assert out.stdout.startswith("Train gan_jax on a Cloud TPU VM slice") and "launch.sh create" in out.stdout
+    assert "set -euo" not in out.stdout  # the comment block only

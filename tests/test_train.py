@@ -16,6 +16,7 @@ from PIL import Image
 from conftest import REPO, tiny_config
 from gan_jax import checkpoint, data, parallel, train
 from gan_jax.recipes import stylegan2 as recipe
+from tolerance import assert_close
 
 
 @pytest.fixture(autouse=True)
@@ -28,7 +29,7 @@ def _release_compiled_steps():
 
 def _leaves_close(a, b, atol):
     for (path, x), y in zip(jax.tree_util.tree_leaves_with_path(a), jax.tree.leaves(b)):
-        np.testing.assert_allclose(np.asarray(x), np.asarray(y), atol=atol, rtol=0, err_msg=jax.tree_util.keystr(path))
+        assert_close(np.asarray(x), np.asarray(y), atol=atol, what=jax.tree_util.keystr(path))
 
 
 def test_one_step_on_8_devices_equals_1_device():
@@ -51,8 +52,11 @@ def test_one_step_on_8_devices_equals_1_device():
     _leaves_close(s8.params, s1.params, 1e-5)
     _leaves_close(s8.ema_params, s1.ema_params, 1e-5)
     _leaves_close(s8.extra, s1.extra, 1e-5)
+    # The metrics are one output (means of the same scores and losses; a mean of signed scores can
+    # cancel): each to 1e-5 of the largest of them, 1e-6 absolute.
+    scale = max(abs(float(v)) for v in m1.values())
     for k in m1:
-        assert float(m8[k]) == pytest.approx(float(m1[k]), rel=1e-5, abs=1e-6), k
+        assert_close(m8[k], m1[k], rtol=1e-5, atol=1e-6, scale=scale, what=k)
 
 
 def test_mbstd_groups_within_each_device_shard():
@@ -62,7 +66,7 @@ def test_mbstd_groups_within_each_device_shard():
     x = np.random.RandomState(0).randn(8, 4, 4, 3).astype(np.float32)
     sharded = minibatch_std(x, 4, 1, num_shards=2)
     halves = np.concatenate([minibatch_std(x[:4], 4), minibatch_std(x[4:], 4)])
-    np.testing.assert_allclose(sharded, halves, atol=1e-6)
+    assert_close(sharded, halves, atol=1e-6)
 
 
 def test_exact_resume(tmp_path):

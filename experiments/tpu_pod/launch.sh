@@ -9,6 +9,7 @@
 #   experiments/tpu_pod/launch.sh logs    --name=gan --zone=us-central2-b
 #   experiments/tpu_pod/launch.sh delete  --name=gan --zone=us-central2-b
 #   experiments/tpu_pod/launch.sh all ...   # create, install, train, logs
+#   experiments/tpu_pod/launch.sh help      # this text (also --help, -h)
 #
 # --dry-run prints every gcloud command instead of running it. Every worker runs the same
 # `python -m gan_jax.main`; jax.distributed.initialize() finds the slice's other workers itself
@@ -26,11 +27,15 @@ spot=0
 dry_run=0
 extra=()
 
-usage() { sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
+# The comment block at the top of this file (up to its first line of code) is the help text.
+usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit "${1:-0}"; }
 
 [[ $# -ge 1 ]] || usage 1
 action="$1"
 shift
+case "$action" in
+  help|--help|-h) usage 0 ;;
+esac
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --name=*) name="${1#*=}" ;;
@@ -106,5 +111,5 @@ case "$action" in
   logs) logs ;;
   delete) delete ;;
   all) create; install; train; logs ;;
-  *) echo "unknown action: $action (create | install | train | logs | delete | all)" >&2; exit 2 ;;
+  *) echo "unknown action: $action (create | install | train | logs | delete | all | help)" >&2; exit 2 ;;
 esac

@@ -1,11 +1,13 @@
 """Make a training dataset in NVIDIA's ``dataset_tool.py`` layout from a folder or zip of arbitrary images.
 
     python -m gan_jax.data.prepare --source=DIR_OR_ZIP --dest=OUT.zip --resolution=R \\
-        [--labels=auto|subdirs|PATH.json|none] [--max_images=N] [--channels=3|1] [--skip_corrupt]
+        [--labels=auto|subdirs|PATH.json|none] [--max_images=N] [--channels=3|1] [--skip_corrupt] \\
+        [--transform=center-crop|center-crop-wide] [--resize-filter=box|lanczos]
 
 Each image (found recursively, in sorted order of its relative path) is converted to RGB (or gray with
 ``--channels=1``), centre-cropped to a square of its shorter side exactly as ``dataset_tool.py
---transform=center-crop`` crops, and resized to R x R: box-filtered (``PIL.Image.BOX``) when
+--transform=center-crop`` crops (the default; ``--transform=center-crop-wide`` letterboxes a 2:1
+band as dataset_tool.py does, skipping images too small for it), and resized to R x R: box-filtered (``PIL.Image.BOX``) when
 shrinking, as NVIDIA made the paper datasets (``dataset_tool.py --resize-filter=box``), LANCZOS when
 enlarging. Output, as ``dataset_tool.py`` writes it: uncompressed PNGs ``00000/img00000000.png``
 (1000 per folder) in an uncompressed zip (or a folder when ``--dest`` does not end in .zip), and
@@ -122,16 +124,44 @@ def _label_of(name: str, table: dict[str, Any], where: str) -> Any:
                      "label every image or use --labels=none")
 
 
-def _transform(data: bytes, resolution: int, mode: str) -> PIL.Image.Image:
-    """Decode, convert to ``mode``, centre-crop to a square and resize to [R, R]."""
+TRANSFORMS = ("center-crop", "center-crop-wide")  # dataset_tool.py --transform
+RESIZE_FILTERS = {"box": PIL.Image.BOX, "lanczos": PIL.Image.LANCZOS}  # dataset_tool.py --resize-filter
+
+
+def _transform(data: bytes, resolution: int, mode: str, transform: str = "center-crop",
+               resize_filter: str | None = None, band_height: int | None = None) -> PIL.Image.Image | None:
+    """Decode, convert to ``mode`` and make an [R, R] image as ``dataset_tool.py --transform`` does:
+
+    * ``center-crop``: the centred square of the shorter side, resized to R x R with
+      ``resize_filter`` (default: box when shrinking, LANCZOS when enlarging);
+    * ``center-crop-wide``: the centred band of height ``w * band_height / R`` resized to
+      R x ``band_height`` (LANCZOS) on a black R x R canvas (letterbox; dataset_tool.py's
+      ``--width=R --height=band_height``); None (the image is skipped, as dataset_tool.py skips it)
+      when the image is narrower than R or too flat for the band.
+    """
     with PIL.Image.open(io.BytesIO(data)) as im:
         im.load()
         im = im.convert(mode)
     w, h = im.size
+    if transform == "center-crop-wide":
+        # dataset_tool.py center_crop_wide(width=R, height=band): ch = round(width * img_h / img_w) is the
+        # image's height at width R; rows (img_h - ch) // 2 .. (img_h + ch) // 2 of the image are kept
+        band_h = int(band_height or resolution)
+        ch = int(round(resolution * h / w))
+        if w < resolution or ch < band_h:
+            return None
+        im = im.crop((0, (h - ch) // 2, w, (h + ch) // 2)).resize((resolution, band_h), PIL.Image.LANCZOS)
+        canvas = PIL.Image.new(mode, (resolution, resolution))
+        canvas.paste(im, (0, (resolution - band_h) // 2))
+        return canvas
+    if transform != "center-crop":
+        raise ValueError(f"--transform must be one of {', '.join(TRANSFORMS)}, got {transform!r}")
     crop = min(w, h)
     # dataset_tool.py center_crop: img[(h - crop) // 2 : (h + crop) // 2, (w - crop) // 2 : (w + crop) // 2]
     im = im.crop(((w - crop) // 2, (h - crop) // 2, (w + crop) // 2, (h + crop) // 2))
-    if crop > resolution:
+    if resize_filter is not None and crop != resolution:
+        im = im.resize((resolution, resolution), RESIZE_FILTERS[resize_filter])
+    elif crop > resolution:
         im = im.resize((resolution, resolution), PIL.Image.BOX)
     elif crop < resolution:
         im = im.resize((resolution, resolution), PIL.Image.LANCZOS)
@@ -139,8 +169,15 @@ def _transform(data: bytes, resolution: int, mode: str) -> PIL.Image.Image:
 
 
 def prepare_dataset(source: str, dest: str, resolution: int, labels: str = "auto", max_images: int | None = None,
-                    channels: int = 3, skip_corrupt: bool = False, log: Callable[[str], None] = print) -> PrepareResult:
-    """Write the images of ``source`` as an R x R dataset at ``dest`` (module docstring); returns what it wrote."""
+                    channels: int = 3, skip_corrupt: bool = False, log: Callable[[str], None] = print,
+                    transform: str = "center-crop", resize_filter: str | None = None,
+                    band_height: int | None = None) -> PrepareResult:
+    """Write the images of ``source`` as an R x R dataset at ``dest`` (module docstring); returns what it wrote.
+    ``transform`` / ``resize_filter`` / ``band_height``: ``dataset_tool.py``'s (see ``_transform``)."""
+    if transform not in TRANSFORMS:
+        raise ValueError(f"--transform must be one of {', '.join(TRANSFORMS)}, got {transform!r}")
+    if resize_filter is not None and resize_filter not in RESIZE_FILTERS:
+        raise ValueError(f"--resize-filter must be one of {', '.join(RESIZE_FILTERS)}, got {resize_filter!r}")
     if int(resolution) != resolution or resolution < 4 or resolution & (resolution - 1):
         raise ValueError(f"--resolution must be a power of two >= 4 (the networks double resolution per block), "
                          f"got {resolution!r}")
@@ -183,13 +220,17 @@ def prepare_dataset(source: str, dest: str, resolution: int, labels: str = "auto
                 if max_images is not None and written >= max_images:
                     break
                 try:
-                    img = _transform(read(name), int(resolution), "RGB" if channels == 3 else "L")
+                    img = _transform(read(name), int(resolution), "RGB" if channels == 3 else "L", transform,
+                                     resize_filter, band_height)
                 except Exception as e:  # PIL raises UnidentifiedImageError, OSError, SyntaxError, ...
                     msg = f"cannot decode source image {name!r} in {source!r}: {type(e).__name__}: {e}"
                     if not skip_corrupt:
                         raise ValueError(msg + "; remove or re-encode it, or pass --skip_corrupt to skip such "
                                          "files") from e
                     warnings.warn(msg + " (skipped: --skip_corrupt)", stacklevel=2)
+                    skipped.append(name)
+                    continue
+                if img is None:  # center-crop-wide: too small for the canvas (dataset_tool.py skips it too)
                     skipped.append(name)
                     continue
                 arch = archive_name(written)
@@ -271,17 +312,48 @@ class _Dest:
             os.remove(self.tmp)
 
 
-def _parse(argv: list[str] | None) -> argparse.Namespace:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line; NVIDIA ``dataset_tool.py``'s spellings (``--max-images``, ``--resize-filter``,
+    ``--width`` / ``--height``) are accepted beside this module's."""
     p = argparse.ArgumentParser(prog="python -m gan_jax.data.prepare", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--source", required=True, help="folder or .zip of images (searched recursively)")
     p.add_argument("--dest", required=True, help="output .zip (or folder)")
-    p.add_argument("--resolution", required=True, type=int, help="output side R (a power of two)")
+    p.add_argument("--resolution", type=int, default=None, help="output side R (a power of two); or --width and "
+                   "--height, equal")
+    p.add_argument("--width", type=int, default=None, help="dataset_tool.py's output width (= --resolution)")
+    p.add_argument("--height", type=int, default=None, help="dataset_tool.py's output height: = --width, or with "
+                   "--transform=center-crop-wide the height of the letterboxed band (e.g. 384 of 512)")
     p.add_argument("--labels", default="auto", help="auto | subdirs | none | PATH.json (default: auto)")
-    p.add_argument("--max_images", type=int, default=None, help="write at most this many images")
+    p.add_argument("--max_images", "--max-images", type=int, default=None, help="write at most this many images")
     p.add_argument("--channels", type=int, default=3, choices=(1, 3), help="3 = RGB (default), 1 = gray")
     p.add_argument("--skip_corrupt", action="store_true", help="skip undecodable images with a warning")
-    return p.parse_args(argv)
+    p.add_argument("--transform", default="center-crop", choices=TRANSFORMS,
+                   help="dataset_tool.py's crop: center-crop (default: the centred square) or center-crop-wide "
+                        "(a centred band of --height rows, letterboxed on a --width square)")
+    p.add_argument("--resize_filter", "--resize-filter", default=None, choices=sorted(RESIZE_FILTERS),
+                   help="dataset_tool.py's resize filter (default: box when shrinking, lanczos when enlarging)")
+    return p
+
+
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    p = build_parser()
+    args = p.parse_args(argv)
+    args.band_height = None
+    if args.transform == "center-crop-wide":  # dataset_tool.py: a width x width canvas, a band of height rows
+        if args.width is None or args.height is None:
+            p.error("--transform=center-crop-wide needs --width and --height (dataset_tool.py's), e.g. "
+                    "--width=512 --height=384")
+        if args.height > args.width:
+            p.error(f"--transform=center-crop-wide letterboxes a band: --height={args.height} must be <= --width={args.width}")
+        args.band_height, args.height = args.height, args.width
+    sides = {v for v in (args.resolution, args.width, args.height) if v is not None}
+    if not sides:
+        p.error("--resolution (or --width and --height) is required")
+    if len(sides) > 1:
+        p.error(f"the output is square: --resolution / --width / --height must agree, got {sorted(sides)}")
+    args.resolution = sides.pop()
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -289,7 +361,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
     try:
         prepare_dataset(args.source, args.dest, args.resolution, labels=args.labels, max_images=args.max_images,
-                        channels=args.channels, skip_corrupt=args.skip_corrupt)
+                        channels=args.channels, skip_corrupt=args.skip_corrupt, transform=args.transform,
+                        resize_filter=args.resize_filter, band_height=args.band_height)
     except (ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

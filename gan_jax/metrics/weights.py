@@ -16,10 +16,12 @@ its module layout, which this loader does not know yet; it says so and names the
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import shutil
 import tempfile
 import urllib.request
+import zipfile
 from collections.abc import Mapping
 from typing import Any
 
@@ -28,6 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import traverse_util
 
+from gan_jax import restricted_pickle as rp
 from gan_jax.layouts import permutations
 from gan_jax.metrics.inception import InceptionV3
 
@@ -46,7 +49,11 @@ class InceptionWeightsMissing(FileNotFoundError):
     """No Inception weights file was found (and none could be downloaded)."""
 
 
-class InceptionWeightsMismatch(ValueError):
+class InceptionWeightsError(rp.RestrictedPickleError):
+    """A weights file that cannot be read (corrupt, hostile, or not a weights file); one line naming it."""
+
+
+class InceptionWeightsMismatch(InceptionWeightsError):
     """A weights file whose names or shapes are not those of the FID Inception."""
 
 
@@ -84,8 +91,9 @@ def variables_from_pytorch_fid(state: Mapping[str, np.ndarray]) -> dict[str, Any
     problems += [f"  missing {'.'.join(p)} {tuple(want[p].shape)}" for p in want if p not in got and
                  not any(line.startswith(f"  {'.'.join(p)}:") for line in problems)]
     if problems:
+        listed = "; ".join(p.strip() for p in problems[:4]) + ("; ..." if len(problems) > 4 else "")
         raise InceptionWeightsMismatch("not the FID Inception-v3 (pytorch-fid's pt_inception-2015-12-05): "
-                                       f"{len(problems)} problem(s):\n" + "\n".join(problems[:40]))
+                                       f"{len(problems)} problem(s): {listed}")
     return {"params": traverse_util.unflatten_dict(got)}
 
 
@@ -98,27 +106,75 @@ def _candidates(path: str | None) -> list[str]:
     return out
 
 
+def _npy_array(raw: bytes, what: str) -> np.ndarray:
+    """One ``.npy`` member; its header's shape must match the bytes that follow (numpy would
+    otherwise allocate the declared shape first)."""
+    f = io.BytesIO(raw)
+    version = np.lib.format.read_magic(f)
+    header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+    shape, fortran, dtype = header(f, max_header_size=10_000)
+    if dtype.kind not in "biuf" or dtype.hasobject:
+        raise InceptionWeightsError(f"{what} is a {rp.clean(str(dtype), 40)} array, not a numeric one")
+    need = int(np.prod(shape, dtype=object)) * dtype.itemsize
+    if need != len(raw) - f.tell():
+        raise InceptionWeightsError(f"{what}: header says {need} bytes of data, the member holds {len(raw) - f.tell()}")
+    rp.charge(need, what)
+    return np.frombuffer(raw, dtype=dtype, offset=f.tell()).reshape(shape, order="F" if fortran else "C").copy()
+
+
+def _read_npz(path: str) -> dict[str, np.ndarray]:
+    """The arrays of a converted ``.npz`` (a zip of ``.npy`` members), each member decompressed
+    under restricted_pickle's budget and parsed without pickles."""
+    with open(path, "rb") as f:
+        data = f.read()
+    with rp.array_budget(len(data)), zipfile.ZipFile(io.BytesIO(data)) as z:
+        rp.check_zip(z, path)
+        state = {}
+        for name in z.namelist():
+            if not name.endswith(".npy"):
+                raise InceptionWeightsError(f"{path}: member {rp.clean(name, 60)} is not a .npy array")
+            raw = rp.read_member(z, name, "weights .npz")
+            array = _npy_array(raw, f"{path}: member {rp.clean(name, 60)}")
+            if not isinstance(array, np.ndarray) or array.dtype.kind not in "biuf":
+                raise InceptionWeightsError(f"{path}: member {rp.clean(name, 60)} is not a numeric array")
+            state[name[: -len(".npy")]] = array
+    return state
+
+
 def read_weights_file(path: str) -> dict[str, Any]:
-    """Inception variables from ``path``: a converted ``.npz`` or pytorch-fid's ``.pth``."""
+    """Inception variables from ``path``: a converted ``.npz`` or pytorch-fid's ``.pth``.
+
+    Any failure to read the file is one :class:`InceptionWeightsError` (a
+    ``restricted_pickle.RestrictedPickleError``) with a one-line message naming the file;
+    :class:`InceptionWeightsMismatch` (a subclass) when it is readable but not the FID Inception."""
+    try:
+        return _read_weights_file(path)
+    except Exception as e:  # noqa: BLE001 (zipfile, numpy and the unpickler raise many kinds)
+        raise rp.failure(InceptionWeightsError, path, e, "corrupt or not an FID Inception weights file") from None
+
+
+def _read_weights_file(path: str) -> dict[str, Any]:
     if path.endswith(".npz"):
-        with np.load(path) as f:
-            state = {k: f[k] for k in f.files}
+        state = _read_npz(path)
         want = traverse_util.flatten_dict(abstract_variables()["params"])
         flat = {tuple(k.split("/")): v for k, v in state.items()}
         bad = sorted({"/".join(p) for p in want} ^ set(state)) + [
             f"{'/'.join(p)} {flat[p].shape} != {tuple(s.shape)}" for p, s in want.items()
             if p in flat and flat[p].shape != tuple(s.shape)]
         if bad:
-            raise InceptionWeightsMismatch(f"{path}: not a converted FID Inception ({', '.join(bad[:10])})")
+            raise InceptionWeightsMismatch(f"{path}: not a converted FID Inception ({rp.clean(', '.join(bad[:10]), 200)})")
         return {"params": traverse_util.unflatten_dict(flat)}
     from gan_jax import torch_file
 
     with open(path, "rb") as f:
-        head = f.read(4096)
-    if head[:4] == b"PK\x03\x04" and b"constants.pkl" in open(path, "rb").read():  # noqa: SIM115
-        raise InceptionWeightsMismatch(
-            f"{path} is a TorchScript archive (NVIDIA's inception-2015-12-05.pt?); gan_jax reads pytorch-fid's "
-            f"{PYTORCH_FID_FILE} (the same TF graph's weights): download it from {PYTORCH_FID_URL}")
+        head = f.read(4)
+    if head == b"PK\x03\x04":
+        with zipfile.ZipFile(path) as z:
+            scripted = any(n == "constants.pkl" or n.endswith("/constants.pkl") for n in z.namelist())
+        if scripted:
+            raise InceptionWeightsMismatch(
+                f"{path} is a TorchScript archive (NVIDIA's inception-2015-12-05.pt?); gan_jax reads pytorch-fid's "
+                f"{PYTORCH_FID_FILE} (the same TF graph's weights): download it from {PYTORCH_FID_URL}")
     return variables_from_pytorch_fid(torch_file.load_state_dict(path))
 
 

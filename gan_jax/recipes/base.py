@@ -16,6 +16,7 @@ and may override, where the defaults do not fit:
 - ``enter_stage(state, stage) -> state``: applied before the first step of a stage (default: none).
 - ``sampling() -> Sampling``: the generator as ``gan_jax.sample`` splits it (latents -> styles ->
   images); the default has no mapping network (``[z, c]`` goes to ``sample``).
+- ``seed_latents(seeds, psi) -> z``: the latents ``gan_jax.sample`` gives each seed (NVIDIA's rule).
 - ``console(means) -> str``: the part of the progress line this recipe wants to show.
 - ``default_config()`` (classmethod): the family's defaults; a config that sets a field outside them
   (and outside ``kwargs_sections``, the upstream constructor keywords that the networks check
@@ -35,6 +36,7 @@ from typing import Any, ClassVar
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 import optax
 
 from gan_jax.state import TrainState
@@ -154,13 +156,16 @@ class Recipe:
 
     @property
     def z_dim(self) -> int:
-        """Width of the latents ``sample`` takes."""
-        return int(self.config.model.G.z_dim)
+        """Width of the latents ``sample`` takes: the generator's ``self.G.z_dim`` where the recipe has one,
+        else ``config.model.G.z_dim``."""
+        return int(getattr(getattr(self, "G", None), "z_dim", None) or self.config.model.G.z_dim)
 
     @property
     def c_dim(self) -> int:
-        """Width of the one-hot labels (0: unconditional)."""
-        return int(self.config.model.get("c_dim", 0) or 0)
+        """Width of the one-hot labels (0: unconditional): ``self.G.c_dim`` where the recipe's generator
+        has one, else ``config.model.c_dim``."""
+        c_dim = getattr(getattr(self, "G", None), "c_dim", None)
+        return int(c_dim if c_dim is not None else (self.config.model.get("c_dim", 0) or 0))
 
     def stages(self) -> list[Stage]:
         """One stage of ``config.train.batch_size`` images per step."""
@@ -181,6 +186,12 @@ class Recipe:
             return self.sample(state, w[:, :z_dim], w[:, z_dim:] if c_dim else None)
 
         return Sampling(z_dim=z_dim, c_dim=c_dim, mapping=mapping, synthesis=synthesis, num_ws=None, truncation=False)
+
+    def seed_latents(self, seeds: list[int], psi: float = 1.0) -> np.ndarray:
+        """float32 [len(seeds), z_dim], the latents ``gan_jax.sample`` gives seed ``s``: row i is
+        ``RandomState(seeds[i]).randn(1, z_dim)`` (NVIDIA's ``generate.py``). A family whose truncation
+        draws its own latents (BigGAN: the author's ``truncated_z_sample``) overrides it."""
+        return np.concatenate([np.random.RandomState(s).randn(1, self.z_dim) for s in seeds]).astype(np.float32)
 
     def console(self, means: Mapping[str, float]) -> str:
         """The recipe's part of the progress line: every loss and penalty, as ``phase/name=value``."""

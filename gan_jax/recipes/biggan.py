@@ -91,6 +91,29 @@ def truncate_latents(z: jax.Array, threshold: float) -> jax.Array:
     return jnp.clip(ndtri(lo + ndtr(z.astype(jnp.float32)) * (hi - lo)), -t, t)
 
 
+# The author's truncated sampler (BigGAN-PyTorch TFHub/biggan_v1.py ``truncated_z_sample``, as the
+# TF-Hub BigGAN modules are sampled): ``truncation * truncnorm.rvs(-2, 2, size, RandomState(seed))``.
+AUTHOR_TRUNCNORM_BOUND = 2.0
+
+
+def author_truncated_z(z: jax.Array, truncation: jax.Array | float) -> jax.Array:
+    """``truncation * T(z)`` with ``T`` the monotone map of N(0, 1) onto the normal truncated to [-2, 2]
+    (``truncate_latents``): the author's ``truncated_z_sample`` distribution, z [N, z_dim] -> [N, z_dim].
+    ``truncation >= 1`` leaves z as it is (no truncation). Traceable in ``truncation``."""
+    t = jnp.asarray(truncation, jnp.float32)
+    return jnp.where(t < 1, t * truncate_latents(z, AUTHOR_TRUNCNORM_BOUND), z.astype(jnp.float32))
+
+
+def author_seed_latents(seeds: list[int], z_dim: int) -> np.ndarray:
+    """float32 [len(seeds), z_dim] whose ``author_truncated_z(., psi)`` is, row by row, the author's
+    ``truncated_z_sample(1, z_dim, psi, seed)``: scipy's ``truncnorm.rvs`` draws ``RandomState(seed)
+    .uniform`` and returns ``truncnorm.ppf(u)``, so row i is ``Phi^-1(u)`` of seed i's uniforms."""
+    from scipy.special import ndtri  # noqa: PLC0415
+
+    u = np.concatenate([np.random.RandomState(s).uniform(size=(1, z_dim)) for s in seeds])
+    return ndtri(u).astype(np.float32)
+
+
 def sample_latents(key: jax.Array, n: int, z_dim: int, truncation: float = 0.0) -> jax.Array:
     """z [n, z_dim]: N(0, 1), or the normal truncated to ``[-truncation, truncation]`` when > 0."""
     if truncation and truncation > 0:
@@ -367,24 +390,36 @@ class BigGAN(Recipe):
         return self.G.apply(variables, z, labels_from_batch(c, n), train=not self.G_eval_mode)
 
     @property
-    def z_dim(self) -> int:
-        return self.G.z_dim
+    def c_dim(self) -> int:
+        """The data's one-hot label width ``model.c_dim`` (G has ``max(c_dim, 1)`` classes)."""
+        return int(self.config.model.c_dim)
 
     def sampling(self) -> Sampling:
         """G_ema as ``gan_jax.sample`` uses it. BigGAN has no mapping network: ``mapping`` packs
-        ``[z, c]`` and ``synthesis`` is the generator; its truncation is the truncated normal of
-        ``sample.truncation`` (a threshold, not StyleGAN's psi), so ``--trunc`` stays 1."""
-        c_dim = self.c_dim
+        ``[z', c]`` and ``synthesis`` is the generator. ``psi < 1`` (``--trunc``) is the author's
+        truncation: ``z' = psi * truncnorm(-2, 2)`` (``author_truncated_z``; with ``seed_latents``'
+        latents, the author's ``truncated_z_sample(1, dim_z, psi, seed)`` exactly); ``psi = 1`` keeps
+        the config's ``sample.truncation`` (a threshold, 0 = off), as training samples."""
+        c_dim, threshold = self.c_dim, self.truncation
 
         def mapping(state, z, c=None, psi=1.0):
+            z = z[:, : self.z_dim].astype(jnp.float32)
+            plain = truncate_latents(z, threshold) if threshold > 0 else z
+            z = jnp.where(jnp.asarray(psi) < 1, author_truncated_z(z, psi), plain)
             return z if c is None else jnp.concatenate([z, c.astype(z.dtype)], axis=1)
 
         def synthesis(state, w, key, noise_mode="const"):
             z, c = (w, None) if not c_dim else (w[:, :-c_dim], w[:, -c_dim:])
-            return self.sample(state, z, c, key=key)
+            return self.sample(state, z, c, truncation=0.0, key=key)  # mapping truncated z
 
         return Sampling(z_dim=self.z_dim, c_dim=c_dim, mapping=mapping, synthesis=synthesis, num_ws=None,
-                        truncation=False)
+                        truncation=True)
+
+    def seed_latents(self, seeds: list[int], psi: float = 1.0) -> np.ndarray:
+        """z [len(seeds), z_dim] of ``gan_jax.sample``'s seeds: ``RandomState(seed).randn`` (NVIDIA's
+        rule) at ``psi >= 1``; below, the author's uniforms (``author_seed_latents``) so that ``mapping``
+        gives the author's ``truncated_z_sample`` for each seed."""
+        return author_seed_latents(seeds, self.z_dim) if psi < 1 else super().seed_latents(seeds, psi)
 
     @classmethod
     def default_config(cls) -> ml_collections.ConfigDict:

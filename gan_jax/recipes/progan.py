@@ -161,14 +161,6 @@ class ProGAN(growing.GrowingRecipe):
         """G_ema images [N, R, R, C] at the state's current ``lod`` (``extra['lod']``)."""
         return self.generate(state.ema_params["G"], z, c, state.extra["lod"])
 
-    @property
-    def z_dim(self) -> int:
-        return self.G.z_dim
-
-    @property
-    def c_dim(self) -> int:
-        return self.G.c_dim
-
     @classmethod
     def default_config(cls) -> ml_collections.ConfigDict:
         from gan_jax.configs import progan_common  # noqa: PLC0415 (configs import only ml_collections)

@@ -370,14 +370,6 @@ class StyleGAN2(Recipe):
                             rngs={"noise": jax.random.PRNGKey(0)})
 
 
-    @property
-    def z_dim(self) -> int:
-        return self.G.z_dim
-
-    @property
-    def c_dim(self) -> int:
-        return self.G.c_dim
-
     def sampling(self) -> Sampling:
         """G_ema as ``gan_jax.sample`` uses it: mapping (with truncation) -> ws [N, num_ws, w_dim] -> synthesis."""
         G = self.G
