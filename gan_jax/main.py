@@ -12,8 +12,6 @@ that exists is used as given (a copied and edited config anywhere).
 
 from __future__ import annotations
 
-import difflib
-import importlib.util
 import os
 import sys
 
@@ -25,41 +23,21 @@ os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 from absl import app, flags, logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
-import gan_jax.configs  # noqa: E402
+from gan_jax.config_files import (  # noqa: E402
+    CONFIGS_DIR,
+    DEFAULT_CONFIG,
+    check_config_overrides,
+    load_config,
+    resolve_config_spec,
+)
 
-CONFIGS_DIR = os.path.dirname(os.path.abspath(gan_jax.configs.__file__))  # the installed configs/ folder
-_DEFAULT_CONFIG = os.path.join(CONFIGS_DIR, "default.py")
-
-_CONFIG = config_flags.DEFINE_config_file("config", _DEFAULT_CONFIG, "Training configuration file.", lock_config=True)
+_CONFIG = config_flags.DEFINE_config_file("config", DEFAULT_CONFIG, "Training configuration file.", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, TensorBoard logs and samples.")
 _COORDINATOR = flags.DEFINE_string("coordinator_address", None, "host:port of process 0 for a multi-process run.")
 _NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Number of processes of a multi-process run.")
 _PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index in a multi-process run.")
 _MULTIHOST = flags.DEFINE_bool("multihost", False, "Join the other processes of a TPU slice / SLURM job with "
                                "jax.distributed.initialize()'s own auto-detection.")
-
-
-def config_keys(config, prefix: str = "") -> list[str]:
-    """Every dotted field name of ``config``."""
-    keys = []
-    for key, value in config.items():
-        name = f"{prefix}{key}"
-        keys.append(name)
-        if hasattr(value, "items"):
-            keys += config_keys(value, name + ".")
-    return keys
-
-
-def check_config_overrides(argv: list[str], config) -> None:
-    """An unknown ``--config.a.b`` is an error naming the closest valid key."""
-    valid = config_keys(config)
-    for arg in argv:
-        if arg.startswith("--config."):
-            key = arg[len("--config."):].split("=", 1)[0]
-            if key not in valid:
-                close = difflib.get_close_matches(key, valid, n=1, cutoff=0.0)
-                hint = f"; did you mean --config.{close[0]}?" if close else ""
-                raise app.UsageError(f"unknown config key {key!r}{hint}")
 
 
 def main(argv: list[str]) -> None:
@@ -81,22 +59,6 @@ def main(argv: list[str]) -> None:
         sys.exit(f"error: {err}")
 
 
-def resolve_config_spec(spec: str) -> str:
-    """``path.py[:arg]`` with a missing ``configs/NAME.py`` (or ``NAME.py``) replaced by the packaged one.
-
-    A path that exists relative to the current folder is used as given; so is any other path (then
-    config_flags reports the missing file).
-    """
-    path, sep, arg = spec.partition(":")
-    if not path or os.path.exists(path):
-        return spec
-    folder, name = os.path.split(os.path.normpath(path))
-    packaged = os.path.join(CONFIGS_DIR, name)
-    if folder in ("", "configs") and name.endswith(".py") and name != "__init__.py" and os.path.isfile(packaged):
-        return packaged + sep + arg
-    return spec
-
-
 def _resolve_config_flag(argv: list[str]) -> list[str]:
     """``argv`` with the value of ``--config=SPEC`` / ``--config SPEC`` passed through ``resolve_config_spec``."""
     out = list(argv)
@@ -114,7 +76,7 @@ def _resolve_config_flag(argv: list[str]) -> list[str]:
 
 def _config_spec(argv: list[str]) -> str:
     """The ``--config`` value in ``argv`` (the last one wins, as in absl), else the default config."""
-    spec = _DEFAULT_CONFIG
+    spec = DEFAULT_CONFIG
     for i, arg in enumerate(argv[1:], 1):
         if arg == "--":
             break
@@ -124,15 +86,6 @@ def _config_spec(argv: list[str]) -> str:
             elif arg == name and i + 1 < len(argv):
                 spec = argv[i + 1]
     return spec
-
-
-def _load_config(spec: str):
-    """The ConfigDict of ``path.py[:arg]``, loaded as config_flags loads it."""
-    path, _, arg = spec.partition(":")
-    module_spec = importlib.util.spec_from_file_location("_gan_jax_config", path)
-    module = importlib.util.module_from_spec(module_spec)
-    module_spec.loader.exec_module(module)
-    return module.get_config(arg) if arg else module.get_config()
 
 
 def _parse_flags(argv: list[str]) -> list[str]:
@@ -147,7 +100,7 @@ def _parse_flags(argv: list[str]) -> list[str]:
                  f"are configs/NAME.py with NAME.py one of {', '.join(names)}")
     if any(a.startswith("--config.") for a in argv):
         try:
-            config = _load_config(_config_spec(argv))
+            config = load_config(_config_spec(argv))
         except Exception:  # noqa: BLE001 - config_flags reports a broken file itself, below
             config = None
         if config is not None:

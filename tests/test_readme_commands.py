@@ -74,12 +74,12 @@ print("RESULT" + json.dumps(out))
 def _main_argv(argv: list[str]) -> tuple[list[str], str | None, list[str]]:
     """gan_jax.main's argv without ``--config`` and its overrides, the resolved config spec (None when
     the README makes that config itself) and the overrides."""
-    from gan_jax import main
+    from gan_jax import config_files
 
-    spec, plain, overrides = main._DEFAULT_CONFIG, [], []  # no --config: the embedded demo's
+    spec, plain, overrides = config_files.DEFAULT_CONFIG, [], []  # no --config: the embedded demo's
     for arg in argv:
         if arg.startswith("--config="):
-            path, sep, variant = main.resolve_config_spec(arg[len("--config="):]).partition(":")
+            path, sep, variant = config_files.resolve_config_spec(arg[len("--config="):]).partition(":")
             full = REPO / path  # an absolute path (the packaged config) stays itself
             spec = f"{full}{sep}{variant}" if full.is_file() else None
         elif arg.startswith("--config."):
@@ -110,7 +110,7 @@ def test_absl_commands_parse(module):
 
 
 def test_main_config_files_and_overrides_exist():
-    from gan_jax import main
+    from gan_jax import config_files
 
     checked = 0
     for where, module, argv in COMMANDS:
@@ -119,8 +119,8 @@ def test_main_config_files_and_overrides_exist():
         _, spec, overrides = _main_argv(argv)
         if spec is None:
             continue
-        config = main._load_config(spec)
-        main.check_config_overrides(["prog", *overrides], config)  # app.UsageError names the closest key
+        config = config_files.load_config(spec)
+        config_files.check_config_overrides(["prog", *overrides], config)  # app.UsageError names the closest key
         checked += 1
     assert checked >= 3
 
