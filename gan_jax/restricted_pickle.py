@@ -103,8 +103,9 @@ MAX_OPCODES = 2_000_000
 # Units of hashing work one pickle may cause (one unit per tuple element hashed as a dict key or
 # set item, counted through memo-shared tuples): real files hash a few str keys per entry.
 MAX_HASH_WORK = 5_000_000
-# State-dict entries / TF variables one load may emit: real networks have < 2000 tensors.
-MAX_ELEMENTS = 1_000_000
+# State-dict entries / TF variables one load may emit: real networks have < 2000 tensors; 50x
+# slack, and a hostile file stays well under a second on a slow CPU.
+MAX_ELEMENTS = 100_000
 # Bytes a load may decompress from zip members: ``DECOMPRESS_RATIO * file_size + BUDGET_SLACK``
 # (torch stores members uncompressed; np.savez_compressed float weights shrink < 2x, 16 leaves
 # room for zero-filled buffers).
