@@ -26,6 +26,9 @@ setup(
         "numpy>=1.26",
         "pillow>=10",
         "absl-py>=2",
+        "grain>=0.2.18",  # the input pipeline's worker processes (gan_jax.data.pipeline)
+        "pyspng>=0.1.4",  # fast PNG decoding, as in NVIDIA's trainer; PIL decodes when it is missing
+        "etils[epath]",  # gs:// datasets and run folders
     ],
     extras_require={
         # torch only for side-by-side reference comparisons; the CPU wheel is 2.13.0.

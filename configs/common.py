@@ -15,8 +15,9 @@ def fid_config(metric: str = "fid50k_full", every_kimg: float = 200.0) -> ml_col
     """FID of G_ema during training (NVIDIA's train.py --metrics=fid50k_full at every snapshot,
     network_snapshot_ticks 50 x 4 kimg). Without Inception weights it is off, with a message."""
     f = ml_collections.ConfigDict()
-    f.metric = metric  # metric_main.py names: fid50k_full, fid10k, kid50k_full, is50k, or plain counts (fid500)
+    f.metric = metric  # metric_main.py names: fid50k_full, fid10k, kid50k_full, is50k, plain counts (fid500); swd16k
     f.every_kimg = every_kimg  # 0 = off
+    f.at_start = False  # also before the first step (NVIDIA's train.py evaluates its tick-0 snapshot)
     f.convention = "nvidia"  # Inception input: 'nvidia' (TF1 resize) or 'pytorch_fid'
     f.inception = ""  # weights file; '' = search (gan_jax/metrics/weights.py)
     f.download = False  # fetch pytorch-fid's weights file (sha256-checked) when none is found
@@ -54,7 +55,10 @@ def data_config(resolution: int) -> ml_collections.ConfigDict:
     d.use_labels = False  # NVIDIA's --cond
     d.num_images = 4096  # embedded dataset only
     d.num_classes = 0  # embedded dataset only: > 0 gives it class labels
-    d.prefetch = 2
+    d.prefetch = 2  # batches loaded ahead (per worker process when data.workers > 0)
+    # Processes that read, decode and x-flip images (grain workers): -1 = one per host core (at most 16)
+    # for a folder or zip, 0 for the in-memory sources (embedded, tfds); 0 = a thread of the training process.
+    d.workers = -1
     d.tfds_data_dir = ""  # tfds sources: the folder `tfds build` wrote ('' = tfds's default)
     d.prepare_command = ""  # the exact `gan_jax.data.prepare` command a config's dataset needs
     return d
@@ -71,6 +75,7 @@ def run_config(recipe: str, resolution: int, seed: int = 0) -> ml_collections.Co
     c.model = ml_collections.ConfigDict()
     c.model.c_dim = 0  # filled in from the dataset's labels when data.use_labels
     c.train = ml_collections.ConfigDict()
+    c.train.max_minutes = 0.0  # stop (saving, sampling and evaluating as at the end) after this wall time; 0 = none
     c.log = log_config(every_steps=50, sample_every_kimg=4.0)
     c.fid = fid_config()
     c.checkpoint = checkpoint_config(every_kimg=200.0)

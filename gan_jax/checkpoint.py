@@ -21,7 +21,7 @@ _NETWORK_FIELDS = ("recipe", "model", "data.resolution", "data.channels", "data.
 # Other sections listed after those when the arrays differ (e.g. an optimizer setting), except the
 # fields that only say how long to train or where the images come from.
 _OTHER_FIELDS = ("train", "data")
-_NOT_STRUCTURAL = ("train.total_kimg", "data.source", "data.prefetch", "data.prepare_command",
+_NOT_STRUCTURAL = ("train.total_kimg", "data.source", "data.prefetch", "data.workers", "data.prepare_command",
                    "data.num_images", "data.xflip")
 _MAX_LISTED = 8  # differing arrays / other config fields named in a mismatch message
 

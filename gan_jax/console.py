@@ -165,13 +165,21 @@ def eta(seconds: float) -> str:
     return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m" if seconds >= 3600 else f"{seconds // 60}m{seconds % 60:02d}s"
 
 
+# The loop may wait for data this fraction of its time before the run says so: "a few percent" of a
+# step (issue #21); below it the accelerator is fed, above it the input pipeline is the bottleneck.
+DATA_WAIT_WARN_FRACTION = 0.05
+
+
 class Progress:
-    """The metrics of the steps since the last report, and their throughput.
+    """The metrics of the steps since the last report, and their throughput and data wait.
 
     The metrics of step ``s`` are checked for NaN when step ``s + 1`` has been dispatched (reading
     them then costs no stall), or at once by :meth:`flush` (before a checkpoint, at a report, at the
     end): ``last_good`` is the number of steps known to be finite. Throughput windows leave out
-    compilation and evaluations (:meth:`restart_clock`).
+    compilation and evaluations (:meth:`restart_clock`). The data wait (seconds the loop spent getting
+    each timed step's batch) is reported as ``Timing/data_wait_sec`` (mean per step) and
+    ``Timing/data_wait_frac`` (its share of the window's time), on the console line as ``data N%``; a
+    share over ``DATA_WAIT_WARN_FRACTION`` prints one warning naming ``data.workers``.
     """
 
     def __init__(self, logger: Logger, images_at: Callable[[int], int], total_steps: int,
@@ -182,13 +190,17 @@ class Progress:
         self.window: list[dict[str, float]] = []
         self.t0: float | None = None
         self.steps_timed = 0
+        self.data_wait = 0.0  # seconds waited for data by the timed steps of the window
+        self.warned_data_wait = False
         self.last_good = start
 
     def restart_clock(self) -> None:
         """The next window starts after the next step (e.g. after a compilation)."""
         self.t0 = None
 
-    def step_done(self, step: int, metrics: Any, state_step: jax.Array, compiled: tuple[str, float] | None) -> None:
+    def step_done(self, step: int, metrics: Any, state_step: jax.Array, compiled: tuple[str, float] | None,
+                  data_wait: float = 0.0) -> None:
+        """Step ``step`` was dispatched; ``data_wait``: the seconds the loop waited for its batch."""
         if compiled is not None:
             if compiled[1] > 0.5:
                 self.logger.print(f"compiled step {compiled[0]} in {compiled[1]:.1f} s")
@@ -199,9 +211,10 @@ class Progress:
         self.pending = (step, metrics)
         if self.t0 is None:  # time from the end of a step that compiled
             jax.block_until_ready(state_step)
-            self.t0, self.steps_timed = time.perf_counter(), 0
+            self.t0, self.steps_timed, self.data_wait = time.perf_counter(), 0, 0.0
         else:
             self.steps_timed += 1
+            self.data_wait += data_wait
 
     def flush(self) -> None:
         """Check the last step's metrics now."""
@@ -218,10 +231,21 @@ class Progress:
         keys = dict.fromkeys(k for w in self.window for k in w)  # every metric of the window (Greg runs every 4th step)
         means = {k: float(np.mean([w[k] for w in self.window if k in w])) for k in keys}
         kimg = self.images_at(done) / 1000
+        timed = elapsed > 0 and self.steps_timed
+        wait_frac = self.data_wait / elapsed if timed else float("nan")
         means.update({"Progress/kimg": kimg, "Timing/images_per_sec": ips,
-                      "Timing/sec_per_kimg": 1000 / ips if ips > 0 else float("nan")})
+                      "Timing/sec_per_kimg": 1000 / ips if ips > 0 else float("nan"),
+                      "Timing/data_wait_sec": self.data_wait / self.steps_timed if timed else float("nan"),
+                      "Timing/data_wait_frac": wait_frac})
         self.logger.scalars(done, means)
         left = self.images_at(self.total_steps) - self.images_at(done)
-        speed = f"{ips:.1f} img/s {1000 / ips:.1f} s/kimg ETA {eta(left / ips)}" if ips > 0 else "(timing after compilation)"
+        speed = (f"{ips:.1f} img/s {1000 / ips:.1f} s/kimg data {wait_frac:.0%} ETA {eta(left / ips)}" if ips > 0
+                 else "(timing after compilation)")
         self.logger.print(f"step {done}/{self.total_steps} kimg {kimg:.1f} | {self.recipe_console(means)} | {speed}")
-        self.window, self.t0, self.steps_timed = [], time.perf_counter(), 0
+        if timed and wait_frac > DATA_WAIT_WARN_FRACTION and not self.warned_data_wait:
+            self.warned_data_wait = True
+            self.logger.print(f"warning: the loop waited for data {wait_frac:.0%} of the time (more than "
+                              f"{DATA_WAIT_WARN_FRACTION:.0%}): the input pipeline is the bottleneck. Raise data.workers "
+                              f"(decoding processes; -1 = one per host core up to 16, this host has {os.cpu_count()}), or "
+                              "prepare the dataset at the training resolution")
+        self.window, self.t0, self.steps_timed, self.data_wait = [], time.perf_counter(), 0, 0.0

@@ -10,7 +10,8 @@ for another folder; local or ``gs://``, through ``etils.epath``)
 (NVIDIA's ``metric-fid50k_full.jsonl`` layout: ``results``, ``metric``, ``total_time``,
 ``snapshot``, ``num_devices``, ``timestamp``, plus the Inception ``convention``). KID and IS come
 from the same generated features as FID. The Inception weights are found as
-``gan_jax/metrics/weights.py`` says, or given with ``--inception``.
+``gan_jax/metrics/weights.py`` says, or given with ``--inception``. ProGAN's ``swd16k`` (and other
+counts: ``swd2k``) needs no weights.
 """
 
 from __future__ import annotations
@@ -59,20 +60,23 @@ def evaluate(workdir: str | None, metrics: list[str], step: int | None = None, d
     mesh = parallel.make_mesh()  # the mesh load_run placed the state on
     source = open_dataset(config)
     folder = epath.Path(outdir or workdir or os.path.dirname(network) or ".")
-    path = weights_lib.find_weights(inception)
-    if path is None and download:
-        path = weights_lib.download_pytorch_fid()
-    if path is None:
-        raise weights_lib.InceptionWeightsMissing(weights_lib.missing_message(inception))
-    evaluator = evaluation.Evaluator(mesh, source, jax.jit(recipe.sample), recipe.sampling().z_dim, recipe.c_dim, weights_lib.read_weights_file(path),
-                                     convention=convention, batch_size=batch_size,
-                                     weights_id=evaluation.weights_identity(path), seed=int(config.seed))
+    variables, weights_id = None, ""
+    if evaluation.needs_inception(list(metrics)):
+        path = weights_lib.find_weights(inception)
+        if path is None and download:
+            path = weights_lib.download_pytorch_fid()
+        if path is None:
+            raise weights_lib.InceptionWeightsMissing(weights_lib.missing_message(inception))
+        variables, weights_id = weights_lib.read_weights_file(path), evaluation.weights_identity(path)
+    evaluator = evaluation.Evaluator(mesh, source, jax.jit(recipe.sample), recipe.sampling().z_dim, recipe.c_dim,
+                                     variables, convention=convention, batch_size=batch_size,
+                                     weights_id=weights_id, seed=int(config.seed))
     out: dict[str, Any] = {}
     for name in metrics:
         t0 = time.time()
         values = evaluator.compute(state, [name])
-        results = {k.split("/", 2)[1] + ("_" + k.rsplit("/", 1)[1] if k.endswith(("/mean", "/std")) else ""): v
-                   for k, v in values.items()}
+        # "Metrics/is50k/nvidia/mean" -> "is50k_mean"; "Metrics/swd16k/32" -> "swd16k_32"
+        results = {"_".join(p for p in k.split("/")[1:] if p != convention): v for k, v in values.items()}
         record = {"results": results, "metric": name, "convention": convention, "total_time": time.time() - t0,
                   "snapshot": snapshot, "num_devices": mesh.devices.size, "timestamp": time.time()}
         out[name] = results
@@ -99,7 +103,7 @@ def append_line(path: Any, line: str) -> None:
 def _define_flags() -> None:
     """The command line (defined only when run as a program: ``gan_jax.sample`` has a --workdir too)."""
     flags.DEFINE_string("workdir", None, "Run directory (its checkpoints are evaluated).")
-    flags.DEFINE_list("metrics", ["fid50k_full"], "Comma-separated metric names (fid50k_full, kid50k_full, is50k...).")
+    flags.DEFINE_list("metrics", ["fid50k_full"], "Comma-separated metric names (fid50k_full, kid50k_full, is50k, swd16k...).")
     flags.DEFINE_integer("step", None, "Checkpoint step (default: latest).")
     flags.DEFINE_string("data", None, "Dataset to compare with (default: the run's data.source).")
     flags.DEFINE_enum("convention", "nvidia", ["nvidia", "pytorch_fid"], "Inception input convention.")

@@ -9,7 +9,9 @@ Every ``*_every_kimg`` counts the images seen since the start of training (``gan
 
 from __future__ import annotations
 
+import collections
 import os
+import time
 
 import jax
 import ml_collections
@@ -37,6 +39,9 @@ class _StageInput:
         self.recipe, self.plan, self.mesh, self.source = recipe, plan, mesh, source
         self.index, self.batches = -1, None
         self._steps: dict = {}
+        # Device prefetch: the batches of the next steps, already placed on the devices (2: the current and the next).
+        self.ahead: collections.deque = collections.deque()
+        self.data_wait = 0.0  # seconds the last next_batch() waited for the host pipeline and the placement
 
     def enter(self, step: int) -> bool:
         """Make ``step``'s stage current; True when it changed (then ``stage``, ``steps``, ``batches`` are new)."""
@@ -50,7 +55,8 @@ class _StageInput:
         self.batches = data_lib.make_batches(
             self.source, self.stage.batch_size, seed=int(config.seed), xflip=bool(config.data.xflip),
             start_step=self.plan.data_step(step), process_index=jax.process_index(),
-            process_count=jax.process_count(), prefetch=int(config.data.prefetch))
+            process_count=jax.process_count(), prefetch=int(config.data.prefetch), workers=int(config.data.workers))
+        self.next_load = step  # the step whose batch the pipeline gives next
         program = self.stage.program
         if program not in self._steps:
             self._steps[program] = CompiledSteps(self.recipe.phases(self.stage), self.mesh, self.stage.batch_size,
@@ -59,12 +65,36 @@ class _StageInput:
         return True
 
     def next_batch(self) -> dict[str, jax.Array]:
-        return parallel.global_batch(next(self.batches), self.mesh)
+        """The current step's batch, placed on the devices while the previous step ran; places the next
+        step's (within the stage) before returning, so its host-to-device copy overlaps this step.
+        ``data_wait``: the seconds this took (waiting on the pipeline included)."""
+        start = time.perf_counter()
+        while len(self.ahead) < 2 and self.next_load < self.end:
+            self.ahead.append(parallel.global_batch(next(self.batches), self.mesh))
+            self.next_load += 1
+        self.data_wait = time.perf_counter() - start
+        return self.ahead.popleft()
 
     def close(self) -> None:
+        self.ahead.clear()
         if self.batches is not None:
             self.batches.close()
             self.batches = None
+
+
+def wall_time_limit(config: ml_collections.ConfigDict) -> float:
+    """``train.max_minutes`` (0: none), checked."""
+    minutes = float(config.train.get("max_minutes", 0) or 0)
+    if not minutes >= 0:
+        raise ValueError(f"train.max_minutes must be >= 0 (0 = no limit), got {config.train.max_minutes!r}")
+    return minutes
+
+
+def _log_metric(logger: Logger, fid: evaluation.TrainingFID, state: TrainState, step: int) -> float:
+    value, seconds = fid.compute(state)
+    logger.scalars(step, {fid.key: value})
+    logger.print(f"{fid.key} {value:.6g} ({seconds:.0f} s)")
+    return value
 
 
 def _stopped_message(stop: StopRequest, done: int, directory: str) -> None:
@@ -78,8 +108,10 @@ def _stopped_message(stop: StopRequest, done: int, directory: str) -> None:
 def train(config: ml_collections.ConfigDict, workdir: str, max_steps: int | None = None) -> TrainState:
     """Train ``config`` in ``workdir`` (resuming from its latest checkpoint); returns the final state.
 
-    ``max_steps`` stops after that many steps of this call (tests, benchmarks).
+    ``max_steps`` stops after that many steps of this call (tests, benchmarks); ``train.max_minutes``
+    after that wall time (the grid, the metric and a checkpoint are written as at the end).
     """
+    started = time.monotonic()
     recipe_cls = recipes.recipe_class(config.recipe)
     recipes.check_config(config, recipe_cls)
     mesh = parallel.make_mesh()
@@ -112,6 +144,10 @@ def train(config: ml_collections.ConfigDict, workdir: str, max_steps: int | None
     if start == 0:
         grids.write_reals()
         grids.write(state, 0, 0)
+        if fid.evaluator is not None and config.fid.get("at_start", False):
+            _log_metric(logger, fid, state, 0)
+    max_minutes = wall_time_limit(config)
+    deadline = started + 60 * max_minutes if max_minutes else None  # wall time of this call, compiles included
 
     inputs = _StageInput(recipe, plan, mesh, source)
     try:
@@ -125,10 +161,11 @@ def train(config: ml_collections.ConfigDict, workdir: str, max_steps: int | None
                                      f"steps {inputs.start}..{inputs.end}")
                     progress.restart_clock()
                 state, metrics = inputs.steps(state, inputs.next_batch(), step)
-                progress.step_done(step, metrics, state.step, inputs.steps.just_compiled)
+                progress.step_done(step, metrics, state.step, inputs.steps.just_compiled, inputs.data_wait)
 
                 done, before, after = step + 1, plan.images_at(step), plan.images_at(step + 1)
-                last, stage_end = done == stop_at, staged and done == inputs.end
+                out_of_time = deadline is not None and time.monotonic() > deadline and done < stop_at
+                last, stage_end = done == stop_at or out_of_time, staged and done == inputs.end
                 if done % log_every == 0 or last:
                     progress.report(done, inputs.stage.batch_size)
                 if samples_due.due(before, after) or last:
@@ -137,9 +174,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, max_steps: int | None
                     grids.write(state, done, after, inputs.stage.name)
                 fid_value = None
                 if fid.due(before, after, last):
-                    fid_value, seconds = fid.compute(state)
-                    logger.scalars(done, {fid.key: fid_value})
-                    logger.print(f"{fid.key} {fid_value:.6g} ({seconds:.0f} s)")
+                    fid_value = _log_metric(logger, fid, state, done)
                     progress.restart_clock()  # throughput leaves the evaluation out
                 stopping = stop.due(done)
                 if fid_value is not None or stopping or ckpt_due.due(before, after) or last or stage_end:
@@ -148,6 +183,11 @@ def train(config: ml_collections.ConfigDict, workdir: str, max_steps: int | None
                 if stopping:
                     ckpt.wait()
                     _stopped_message(stop, done, ckpt.directory)
+                    break
+                if out_of_time:
+                    logger.print(f"stopped by train.max_minutes={max_minutes:g} at step {done} of "
+                                 f"{plan.total_steps} ({after / 1000:.1f} kimg): saved to {ckpt.directory}; the same "
+                                 f"command goes on from there")
                     break
             progress.flush()
     except NonFiniteLoss as err:

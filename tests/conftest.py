@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import atexit
 import gc
 import json
 import os
 import pathlib
+import shutil
 import tempfile
 
 # Eight fake CPU devices for the sharding tests; set before anything imports jax.
@@ -13,7 +15,10 @@ os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # Compiling dominates these tests on a CPU: one persistent compilation cache for the session, which
 # the command-line tests' subprocesses inherit (a fresh folder each session, so CI times stay honest).
-os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", tempfile.mkdtemp(prefix="gan_jax_test_xla_cache_"))
+# The process that makes the folder (pytest's controller; xdist workers inherit it) removes it at exit.
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="gan_jax_test_xla_cache_")
+    atexit.register(shutil.rmtree, os.environ["JAX_COMPILATION_CACHE_DIR"], ignore_errors=True)
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "1")
 REPO = pathlib.Path(__file__).resolve().parents[1]
 

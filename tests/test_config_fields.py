@@ -136,6 +136,7 @@ def reads(tmp_path_factory):
             z = jnp.zeros((2, recipe.sampling().z_dim))
             c = jnp.zeros((2, recipe.c_dim)) if recipe.c_dim else None
             jax.eval_shape(recipe.sample, state, z, c)
+            train.wall_time_limit(config)  # the loop's own train field, read before the first step
         # The dataset paths that only some sources take.
         for source in ("tfds:no_such_dataset_here", str(tmp_path_factory.mktemp("none") / "missing.zip")):
             config = tiny_config()

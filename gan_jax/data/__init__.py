@@ -12,23 +12,33 @@ line that makes a dataset: ``python -m gan_jax.data.prepare``) uses ``image_fold
 imported here, so that ``-m`` runs it cleanly. No module of the package imports ``gan_jax.data``
 itself (this file), only its submodules.
 
-Importing this package imports numpy and PIL only: no jax, no TensorFlow.
+Importing this package imports numpy, PIL and pyspng (where installed) only: no jax, no TensorFlow;
+``make_batches(..., workers >= 1)`` imports grain, and with it jax.
 """
 
 from gan_jax.data.base import ImageSource
 from gan_jax.data.embedded import EmbeddedShapes
 from gan_jax.data.image_folder import ImageFolderSource
-from gan_jax.data.pipeline import BatchIterator, batch_indices, load_batch, make_batches
+from gan_jax.data.pipeline import (
+    BatchIterator,
+    GrainBatchIterator,
+    batch_indices,
+    default_workers,
+    load_batch,
+    make_batches,
+)
 from gan_jax.data.source import open_source
 from gan_jax.data.tfds_source import TfdsSource
 
 __all__ = [
     "BatchIterator",
     "EmbeddedShapes",
+    "GrainBatchIterator",
     "ImageFolderSource",
     "ImageSource",
     "TfdsSource",
     "batch_indices",
+    "default_workers",
     "load_batch",
     "make_batches",
     "open_source",

@@ -10,6 +10,7 @@ The ``ImageSource`` interface the sources implement is in ``base.py`` (re-export
 | ------------------------------------- | ------------------------------------------------------- |
 | ``embedded``, ``embedded:shapes``      | ``EmbeddedShapes``: procedural, no download              |
 | ``path/to/folder``, ``path/to/x.zip`` | ``ImageFolderSource``: NVIDIA ``dataset_tool.py`` layout |
+| ``gs://bucket/x.zip`` (any epath URL) | the same, read through ``etils.epath`` by every process  |
 | ``tfds:NAME``, ``tfds:NAME:SPLIT``    | ``TfdsSource``: a tensorflow-datasets dataset in memory  |
 
 This module imports numpy and PIL (``image_folder``); tensorflow-datasets only when a ``tfds:``
@@ -81,8 +82,8 @@ def open_source(spec: str, resolution: int | None = None, **kwargs: Any) -> Imag
         return open_tfds(name, split, resolution=resolution, **kwargs)
 
     _check_options(spec, kwargs, _FOLDER_OPTIONS)
-    path = os.path.expanduser(spec)
-    if not os.path.exists(path) and re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", path):
-        raise ValueError(f"source {spec!r} looks like a URL; expected 'embedded', a local folder or .zip, or 'tfds:NAME' "
-                         "(copy the dataset to a local disk first)")
+    if re.match(r"^https?://", spec):
+        raise ValueError(f"source {spec!r} is a web URL; expected 'embedded', a folder or .zip (local, or on a file "
+                         "system etils.epath reads: 'gs://bucket/ffhq.zip'), or 'tfds:NAME' (download it first)")
+    path = spec if "://" in spec else os.path.expanduser(spec)  # 'gs://...' and the like: read through epath
     return ImageFolderSource(path, resolution=resolution, **kwargs)

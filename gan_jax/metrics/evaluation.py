@@ -1,4 +1,5 @@
-"""NVIDIA's metric names on a generator: ``fid50k_full``, ``kid50k_full``, ``is50k`` (and other counts).
+"""NVIDIA's metric names on a generator: ``fid50k_full``, ``kid50k_full``, ``is50k`` (and other counts),
+and ProGAN's ``swd16k`` (sliced Wasserstein distance, :mod:`gan_jax.metrics.swd`; no weights needed).
 
 ``fid50k_full`` is FID between 50,000 generated images and the whole dataset; ``fid50k`` takes at
 most 50,000 reals; ``kid50k_full`` uses up to 1,000,000 reals, as ``stylegan2-ada-pytorch``'s
@@ -7,6 +8,10 @@ computed once per (dataset, resolution, convention, count, Inception weights) an
 ``~/.cache/gan_jax/fid_stats/``. Generated images come from the recipe's ``sample`` (G_ema) with
 ``z ~ N(0, I)`` drawn on the devices and, for a conditional generator, labels drawn from the
 dataset's, as NVIDIA's ``compute_feature_stats_for_generator``.
+
+``swdNk`` compares the first N dataset images with N generated ones, rounded to uint8 as ProGAN's
+``util_scripts.evaluate_metrics`` does (``round(x * 127.5 + 127.5)``, saturated), and logs the mean
+over the Laplacian levels (``Metrics/swd16k``) and each level (``Metrics/swd16k/<resolution>``).
 """
 
 from __future__ import annotations
@@ -21,20 +26,23 @@ from collections.abc import Callable
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from gan_jax.cadence import Cadence
 from gan_jax.metrics import fid as fid_lib
 from gan_jax.metrics import inception as inception_lib
+from gan_jax.metrics import swd as swd_lib
 from gan_jax.metrics import weights as weights_lib
 
-_NAME = re.compile(r"(fid|kid|is)(\d+)(k?)(_full)?")
+_NAME = re.compile(r"(fid|kid|is|swd)(\d+)(k?)(_full)?")
+INCEPTION_KINDS = ("fid", "kid", "is")
 _STATS_VERSION = 1
 
 
 @dataclasses.dataclass(frozen=True)
 class MetricSpec:
-    """``kind`` ('fid' | 'kid' | 'is'), generated count, and the most reals (None: all)."""
+    """``kind`` ('fid' | 'kid' | 'is' | 'swd'), generated count, and the most reals (None: all)."""
 
     name: str
     kind: str
@@ -45,32 +53,44 @@ class MetricSpec:
 def parse_metric(name: str) -> MetricSpec:
     m = _NAME.fullmatch(name.strip())
     if not m:
-        raise ValueError(f"unknown metric {name!r}; expected e.g. fid50k_full, fid10k, kid50k_full, is50k, fid500")
+        raise ValueError(f"unknown metric {name!r}; expected e.g. fid50k_full, fid10k, kid50k_full, is50k, fid500, "
+                         f"swd16k")
     kind, count, k, full = m.groups()
     num = int(count) * (1000 if k else 1)
     if kind == "is":
         if full:
             raise ValueError(f"{name}: IS uses no real images; write is{count}{k}")
         return MetricSpec(name, kind, num, 0)
+    if kind == "swd":  # ProGAN: as many reals as generated images
+        if full:
+            raise ValueError(f"{name}: SWD compares equal counts of reals and fakes; write swd{count}{k}")
+        return MetricSpec(name, kind, num, num)
     # metric_main.py: fid50k_full / kid50k_full use the whole dataset (KID: up to 1M), fid50k 50k reals.
     max_real = (1_000_000 if kind == "kid" else None) if full else num
     return MetricSpec(name, kind, num, max_real)
 
 
 def metric_key(name: str, convention: str) -> str:
-    """The logged name, which names the Inception input convention: ``Metrics/fid50k_full/nvidia``."""
-    return f"Metrics/{name}/{convention}"
+    """The logged name, which names the Inception input convention: ``Metrics/fid50k_full/nvidia``
+    (SWD uses no Inception: ``Metrics/swd16k``)."""
+    return f"Metrics/{name}" if parse_metric(name).kind == "swd" else f"Metrics/{name}/{convention}"
+
+
+def needs_inception(names: list[str]) -> bool:
+    """Whether any of the metrics needs the Inception weights (FID, KID, IS; not SWD)."""
+    return any(parse_metric(n).kind in INCEPTION_KINDS for n in names)
 
 
 class Evaluator:
     """Metrics of a generator against a dataset, with features computed in the compiled graph.
 
     ``sample(state, z [N, z_dim], c [N, c_dim] | None) -> images [N, H, W, C]`` is the recipe's
-    sampler; ``source`` the dataset (``gan_jax.data`` image source).
+    sampler; ``source`` the dataset (``gan_jax.data`` image source). ``inception_variables`` may be
+    None when only SWD is computed.
     """
 
     def __init__(self, mesh: jax.sharding.Mesh, source: Any, sample: Callable, z_dim: int, c_dim: int,
-                 inception_variables: Any, convention: str = "nvidia", batch_size: int = 64,
+                 inception_variables: Any | None, convention: str = "nvidia", batch_size: int = 64,
                  weights_id: str = "", cache_dir: str | None = None, seed: int = 0):
         devices = mesh.devices.size
         if batch_size % devices:
@@ -79,8 +99,13 @@ class Evaluator:
         self.z_dim, self.c_dim, self.batch_size = int(z_dim), int(c_dim), batch_size
         self.convention, self.weights_id, self.seed = convention, weights_id, seed
         self.cache_dir = cache_dir or os.path.join(weights_lib.cache_dir(), "fid_stats")
-        self.extractor = fid_lib.FeatureExtractor(inception_variables, mesh, convention)
+        if convention not in inception_lib.CONVENTIONS:
+            raise ValueError(f"unknown FID convention {convention!r}; expected one of {inception_lib.CONVENTIONS}")
+        self.extractor = (None if inception_variables is None
+                          else fid_lib.FeatureExtractor(inception_variables, mesh, convention))
         self._real: dict[tuple[int | None, bool], fid_lib.FeatureStats] = {}
+        self._real_uint8: dict[int, np.ndarray] = {}
+        self._uint8_steps: dict[Any, Callable] = {}
 
     def _labels(self, n: int, rs: np.random.RandomState) -> np.ndarray:
         return self.source.labels(rs.randint(self.source.num_images, size=n)).astype(np.float32)
@@ -123,11 +148,37 @@ class Evaluator:
         self._real[(num, capture)] = stats
         return stats
 
-    def generator_stats(self, state: Any, num: int, capture: bool = False) -> fid_lib.FeatureStats:
+    def _label_fn(self) -> Callable[[int], np.ndarray] | None:
         rs = np.random.RandomState(self.seed)
-        labels = (lambda n: self._labels(n, rs)) if self.c_dim else None
-        return self.extractor.generator_stats(self.sample, state, num, self.batch_size, self.z_dim, labels,
-                                              seed=self.seed, capture=capture)
+        return (lambda n: self._labels(n, rs)) if self.c_dim else None
+
+    def generated_uint8(self, state: Any, num: int) -> np.ndarray:
+        """``num`` generated images uint8 [num, H, W, C], ``round(x * 127.5 + 127.5)`` saturated as
+        ProGAN's ``Network.run(out_mul=127.5, out_add=127.5, out_dtype=np.uint8)``."""
+        key = (id(self.sample), self.batch_size, self.z_dim)
+        if key not in self._uint8_steps:
+            produce = fid_lib.latent_sampler(self.mesh, self.sample, self.batch_size, self.z_dim)
+            self._uint8_steps[key] = jax.jit(
+                lambda *args: jnp.clip(jnp.round(produce(*args) * 127.5 + 127.5), 0, 255).astype(jnp.uint8))
+        step = self._uint8_steps[key]
+        out = [fid_lib.host_value(step(state, rng, c))
+               for rng, c in fid_lib.generator_inputs(self.mesh, num, self.batch_size, self._label_fn(), self.seed)]
+        return np.concatenate(out)[:num]
+
+    def real_uint8(self, num: int) -> np.ndarray:
+        """The first ``num`` dataset images uint8 [num, H, W, C] (kept for the next evaluation)."""
+        if num > self.source.num_images:
+            raise ValueError(f"swd: {num} real images requested but {self.source.name} has {self.source.num_images}; "
+                             f"use a smaller count (e.g. swd{self.source.num_images // 1000 or 1}k)")
+        if num not in self._real_uint8:
+            self._real_uint8[num] = np.asarray(self.source.images(np.arange(num)), np.uint8)
+        return self._real_uint8[num]
+
+    def generator_stats(self, state: Any, num: int, capture: bool = False) -> fid_lib.FeatureStats:
+        if self.extractor is None:
+            raise ValueError("FID, KID and IS need the Inception weights; this evaluator was made without them")
+        return self.extractor.generator_stats(self.sample, state, num, self.batch_size, self.z_dim,
+                                              self._label_fn(), seed=self.seed, capture=capture)
 
     def compute(self, state: Any, names: list[str]) -> dict[str, float]:
         """``{logged name: value}`` for each metric in ``names`` (IS gives ``.../mean`` and ``.../std``);
@@ -138,10 +189,16 @@ class Evaluator:
         need_capture = {s.num_gen for s in specs if s.kind in ("kid", "is")}
         ddof = 0 if self.convention == "nvidia" else 1  # NVIDIA's FeatureStats vs pytorch-fid's np.cov
         for spec in specs:
+            key = metric_key(spec.name, self.convention)
+            if spec.kind == "swd":
+                result = swd_lib.sliced_wasserstein(self.real_uint8(spec.num_gen),
+                                                    self.generated_uint8(state, spec.num_gen), seed=self.seed)
+                out[key] = result.mean
+                out.update({f"{key}/{r}": d for r, d in zip(result.resolutions, result.levels, strict=True)})
+                continue
             if spec.num_gen not in gen:
                 gen[spec.num_gen] = self.generator_stats(state, spec.num_gen, capture=spec.num_gen in need_capture)
             g = gen[spec.num_gen]
-            key = metric_key(spec.name, self.convention)
             if spec.kind == "fid":
                 r = self.real_stats(spec.max_real)
                 out[key] = fid_lib.frechet_distance(*r.mean_cov(ddof), *g.mean_cov(ddof))
@@ -194,7 +251,11 @@ def training_fid(config: Any, mesh: jax.sharding.Mesh, source: Any, sample: Call
     f = config.get("fid")
     if f is None or float(f.get("every_kimg", 0) or 0) <= 0:
         return TrainingFID(None, "", Cadence(0), "fid.every_kimg is 0")
-    parse_metric(f.metric)
+    if not needs_inception([f.metric]):  # SWD: computed from the images alone
+        evaluator = Evaluator(mesh, source, sample, z_dim, int(config.model.c_dim), None,
+                              convention=f.get("convention", "nvidia"), batch_size=int(f.get("batch_size", 64)),
+                              seed=int(config.seed))
+        return TrainingFID(evaluator, f.metric, Cadence(float(f.every_kimg)))
     try:
         path = weights_lib.find_weights(f.get("inception") or None)
         if path is None and f.get("download", False):
@@ -226,6 +287,7 @@ __all__ = [
     "TrainingFID",
     "best_metric",
     "metric_key",
+    "needs_inception",
     "parse_metric",
     "training_fid",
 ]

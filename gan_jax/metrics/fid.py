@@ -14,7 +14,7 @@ offset. Per-sample features leave the devices only when KID or IS asks for them 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import jax
@@ -151,6 +151,39 @@ def host_value(x: jax.Array) -> np.ndarray:
     return np.asarray(jax.device_get(x))
 
 
+def latent_sampler(mesh: jax.sharding.Mesh, sample: Callable, batch: int, z_dim: int) -> Callable:
+    """``(state, rng, c) -> sample(state, z, c)`` [batch, H, W, C] with ``z ~ N(0, I)`` [batch, z_dim]
+    drawn on the devices from ``rng``; ``batch`` is a multiple of the device count."""
+    data = parallel.data_sharded(mesh)
+    P = jax.sharding.PartitionSpec
+    # Each device runs the generator on its own rows (shard_map): partitioning a generator's
+    # grouped convolutions along the batch is not something to leave to the SPMD partitioner.
+    local = jax.shard_map(lambda state, z, c: sample(state, z, c), mesh=mesh,
+                          in_specs=(P(), P("data"), P("data")), out_specs=P("data"), check_vma=False)
+
+    def produce(state: Any, rng: jax.Array, c: jax.Array | None) -> jax.Array:
+        z = jax.lax.with_sharding_constraint(jax.random.normal(rng, (batch, z_dim), jnp.float32), data)
+        return local(state, z, c)
+
+    return produce
+
+
+def generator_inputs(mesh: jax.sharding.Mesh, num: int, batch: int,
+                     labels: Callable[[int], np.ndarray] | None,
+                     seed: int) -> Iterator[tuple[jax.Array, jax.Array | None]]:
+    """``(rng, c)`` for each of the ``ceil(num / batch)`` generator batches: the key of batch ``i`` is
+    ``fold_in(PRNGKey(seed), i)``; ``c`` the global one-hot labels [batch, c_dim] (every process draws
+    the same ``labels(batch)`` and feeds its rows), or None for an unconditional generator."""
+    rng = jax.random.PRNGKey(seed)
+    for i in range(-(-num // batch)):
+        c = None
+        if labels is not None:
+            per, p = batch // jax.process_count(), jax.process_index()
+            rows = np.asarray(labels(batch), np.float32)[p * per:(p + 1) * per]
+            c = parallel.global_batch({"label": rows}, mesh)["label"]
+        yield jax.random.fold_in(rng, i), c
+
+
 class FeatureExtractor:
     """Inception features of global image batches on ``mesh``, each step compiled once.
 
@@ -225,26 +258,9 @@ class FeatureExtractor:
         """Features of ``ceil(num / batch) * batch`` images ``sample(state, z, c)``, ``z ~ N(0, I)``
         drawn on the devices; ``labels(n)`` gives one-hot labels [n, c_dim] (e.g. drawn from the
         dataset's) for a conditional generator, else None. ``batch``: a multiple of the device count."""
-        data = parallel.data_sharded(self.mesh)
-
-        P = jax.sharding.PartitionSpec
-        # Each device runs the generator on its own rows (shard_map): partitioning a generator's
-        # grouped convolutions along the batch is not something to leave to the SPMD partitioner.
-        local = jax.shard_map(lambda state, z, c: sample(state, z, c), mesh=self.mesh,
-                              in_specs=(P(), P("data"), P("data")), out_specs=P("data"), check_vma=False)
-
-        def produce(state, rng, c):
-            z = jax.lax.with_sharding_constraint(jax.random.normal(rng, (batch, z_dim), jnp.float32), data)
-            return local(state, z, c)
-
+        produce = latent_sampler(self.mesh, sample, batch, z_dim)
         step = self._compiled(("generator", id(sample), batch, z_dim, labels is not None, capture), produce, capture)
         stats = FeatureStats(inception_lib.FEATURE_DIM)
-        rng = jax.random.PRNGKey(seed)
-        for i in range(-(-num // batch)):
-            c = None
-            if labels is not None:  # every process draws the same [batch, c_dim] labels and feeds its rows
-                per, p = batch // jax.process_count(), jax.process_index()
-                rows = np.asarray(labels(batch), np.float32)[p * per:(p + 1) * per]
-                c = parallel.global_batch({"label": rows}, self.mesh)["label"]
-            self._add(stats, step(self.variables, batch, state, jax.random.fold_in(rng, i), c), batch, capture)
+        for rng, c in generator_inputs(self.mesh, num, batch, labels, seed):
+            self._add(stats, step(self.variables, batch, state, rng, c), batch, capture)
         return stats
