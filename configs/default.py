@@ -2,10 +2,11 @@
 
     python -m gan_jax.main --workdir=/tmp/demo
 
-Expected time: 7 min 46 s measured on a 2-core CPU (docs/demo.md: 15 kimg at ~37 images/s),
-during which the G_ema samples in ``/tmp/demo/samples`` (and TensorBoard) go from noise to
-coloured shapes on gradient backgrounds. Settings follow NVIDIA's ``cifar`` preset (gamma 0.01,
-no path length, map 2, ema ramp-up 0.05), with channels reduced for a CPU.
+Expected time: 4 min 14 s measured on a 2-core CPU (docs/demo.md: 12 kimg at ~70 images/s, an SWD
+before and after), during which the G_ema samples in ``/tmp/demo/samples`` (and TensorBoard) go from
+noise to one coloured blob per image on a gradient background (SWD 224 -> 113); crisp shapes need
+more (docs/demo.md, "What was tried"). Settings follow NVIDIA's ``cifar`` preset (gamma 0.01, no path
+length, map 2, ema ramp-up 0.05), with channels reduced for a CPU and G's 'orig' architecture.
 """
 
 from gan_jax.configs import common
