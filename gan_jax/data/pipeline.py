@@ -157,7 +157,30 @@ def _produce(q: queue.Queue, stop: threading.Event, args: tuple, step: int) -> N
         _put(q, stop, _Failure(e))
 
 
-class BatchIterator(Iterator[dict[str, np.ndarray]]):
+class _Batches(Iterator[dict[str, np.ndarray]]):
+    """What both loaders share: an iterator of batches that ``close()`` stops, also as a context
+    manager and when collected."""
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __iter__(self) -> Self:
+        return self
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001, S110 - interpreter shutdown
+            pass
+
+
+class BatchIterator(_Batches):
     """Batches of steps ``start_step, start_step + 1, ...`` loaded ahead by one daemon thread.
 
     At most ``prefetch`` batches wait in the queue. An exception in the thread is raised by the next
@@ -198,9 +221,6 @@ class BatchIterator(Iterator[dict[str, np.ndarray]]):
         self.step += 1
         return item
 
-    def __iter__(self) -> BatchIterator:
-        return self
-
     def close(self) -> None:
         """Stop the loading thread and drop the batches it loaded ahead."""
         if self._closed:
@@ -214,18 +234,6 @@ class BatchIterator(Iterator[dict[str, np.ndarray]]):
                 break
         if self._thread is not threading.current_thread():
             self._thread.join(timeout=10.0)
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        try:
-            self.close()
-        except Exception:  # noqa: BLE001, S110 - interpreter shutdown
-            pass
 
 
 # The most workers ``-1`` starts. Each is a Python process with grain (and so jax) imported and its own
@@ -300,7 +308,7 @@ def _worker_init(worker_index: int, worker_count: int) -> None:
 _END_STEP = 1 << 50  # "no end": a stage stops asking long before (2^50 steps of even 1 image is 10^15 images)
 
 
-class GrainBatchIterator(Iterator[dict[str, np.ndarray]]):
+class GrainBatchIterator(_Batches):
     """Batches of steps ``start_step, start_step + 1, ...`` loaded by ``workers`` grain worker processes.
 
     Same interface and batches as ``BatchIterator``: ``step`` is the step of the batch the next
@@ -353,9 +361,6 @@ class GrainBatchIterator(Iterator[dict[str, np.ndarray]]):
         self.step += 1
         return {"image": np.asarray(element["image"]), "label": np.asarray(element["label"])}
 
-    def __iter__(self) -> GrainBatchIterator:
-        return self
-
     def close(self) -> None:
         """Stop the worker processes and drop the batches they loaded ahead."""
         if self._closed:
@@ -364,18 +369,6 @@ class GrainBatchIterator(Iterator[dict[str, np.ndarray]]):
         close = getattr(self._iterator, "close", None)
         if close is not None:
             close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        try:
-            self.close()
-        except Exception:  # noqa: BLE001, S110 - interpreter shutdown
-            pass
 
 
 def make_batches(source: ImageSource, global_batch: int, seed: int, xflip: bool, start_step: int = 0,
