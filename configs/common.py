@@ -82,6 +82,20 @@ def run_config(recipe: str, resolution: int, seed: int = 0) -> ml_collections.Co
     return c
 
 
+def augment_config(mode: str = "ada") -> ml_collections.ConfigDict:
+    """What D sees (NVIDIA's train.py --aug, --p, --target, --augpipe; gan_jax/augment.py): by default
+    adaptive augmentation (ADA) with the 'bgc' pipeline, p from 0 towards E[sign(D(real))] = 0.6."""
+    a = ml_collections.ConfigDict()
+    a.mode = mode  # 'ada' (train.py default) | 'fixed' | 'noaug'
+    a.p = ml_collections.FieldReference(None, field_type=float)  # 'fixed' only (required there), in [0, 1]
+    a.target = ml_collections.FieldReference(None, field_type=float)  # 'ada' only; None = 0.6
+    a.pipe = ml_collections.FieldReference(None, field_type=str)  # --augpipe preset; None = 'bgc'
+    a.kwargs = ml_collections.ConfigDict()  # further AugmentPipe keywords (multipliers, magnitudes)
+    a.ada_interval = 4  # training_loop ada_interval
+    a.ada_kimg = ml_collections.FieldReference(None, field_type=float)  # None = 500 (100 when resuming)
+    return a
+
+
 def stylegan2(resolution: int = 32) -> ml_collections.ConfigDict:
     """The StyleGAN2 recipe with NVIDIA's defaults; configs override what their preset changes."""
     c = run_config("stylegan2", resolution, seed=0)  # train.py --seed default
@@ -127,6 +141,11 @@ def stylegan2(resolution: int = 32) -> ml_collections.ConfigDict:
     c.train.style_mixing_prob = 0.9
     c.train.ema_kimg = 10.0  # cfg_specs 'ema'
     c.train.ema_rampup = ml_collections.FieldReference(None, field_type=float)  # cfg_specs 'ramp'
+
+    c.augment = augment_config()
+    # Transfer learning (NVIDIA's --resume): networks from an NVIDIA pickle or a gan_jax run folder,
+    # fresh optimizers, step 0; ADA then adapts faster (ada_kimg 100) and the EMA ramp-up is off.
+    c.resume = ""
 
     # run_config's log / checkpoint cadence: training_loop kimg_per_tick 4 (a grid each tick),
     # network_snapshot_ticks 50 (a checkpoint every 200 kimg); FID at each snapshot.

@@ -487,3 +487,76 @@ def bilinear_sample(x: jax.Array, ix: jax.Array, iy: jax.Array) -> jax.Array:
             values = jnp.take_along_axis(flat, idx[:, :, None], axis=1).reshape(*ix.shape, c)
             out = out + values * jnp.where(inside, weight, 0.0)[..., None]
     return out
+
+
+# -- the training settings: NVIDIA's train.py --aug / --p / --target / --augpipe -----------------------
+
+MODES = ("ada", "fixed", "noaug")
+ADA_TARGET = 0.6  # train.py: --aug=ada default target
+ADA_KIMG = 500.0  # training_loop default: p moves by 1 in 500 kimg
+ADA_KIMG_RESUMING = 100.0  # train.py: "make ADA react faster at the beginning" when --resume is given
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """How a run augments what D sees: ``pipe`` (None: ``noaug``), the initial ``p``, and for ``ada``
+    the ``target`` of ``r_t = E[sign(D(real))]``, the adjustment ``interval`` (steps) and ``ada_kimg``."""
+
+    mode: str
+    pipe: AugmentPipe | None
+    p: float
+    target: float | None
+    interval: int
+    ada_kimg: float
+
+    @property
+    def adaptive(self) -> bool:
+        return self.mode == "ada"
+
+    def adjustment(self, batch_size: int) -> float:
+        """How far ``p`` moves at each adjustment: ``batch * interval / (ada_kimg * 1000)``."""
+        return batch_size * self.interval / (self.ada_kimg * 1000)
+
+
+def settings_from_config(section: Any, resuming: bool = False) -> Settings:
+    """The ``augment`` config section as a :class:`Settings`, refusing what NVIDIA's ``train.py`` refuses.
+
+    Fields: ``mode`` ('ada' | 'fixed' | 'noaug'), ``p`` (fixed only, required there, in [0, 1]),
+    ``target`` (ada only, in [0, 1]; default 0.6), ``pipe`` (a preset of :data:`PRESETS`; default 'bgc';
+    not with noaug), ``kwargs`` (further ``AugmentPipe`` keywords, e.g. magnitudes), ``ada_interval``
+    (4), ``ada_kimg`` (500, or 100 when ``resuming`` a network, as ``--resume`` sets it).
+    A missing section (a run made before augmentation existed) is ``noaug``.
+    """
+    get = (lambda k, default=None: section.get(k, default)) if section is not None else (lambda k, default=None: default)
+    mode = get("mode", "noaug")
+    if mode not in MODES:
+        raise ValueError(f"augment.mode={mode!r} is not supported; expected one of {', '.join(MODES)} (NVIDIA's --aug)")
+    p, target, pipe_name = get("p"), get("target"), get("pipe")
+    kwargs = dict(get("kwargs") or {})
+    if p is not None:
+        if mode != "fixed":
+            raise ValueError(f"augment.p can only be given with augment.mode='fixed' (got mode {mode!r}); "
+                             "'ada' starts at p = 0 and adapts it")
+        if not 0 <= float(p) <= 1:
+            raise ValueError(f"augment.p={p} must be between 0 and 1")
+    elif mode == "fixed":
+        raise ValueError("augment.mode='fixed' requires augment.p (a probability in [0, 1])")
+    if target is not None:
+        if mode != "ada":
+            raise ValueError(f"augment.target can only be given with augment.mode='ada' (got mode {mode!r})")
+        if not 0 <= float(target) <= 1:
+            raise ValueError(f"augment.target={target} must be between 0 and 1")
+    if mode == "noaug":
+        if pipe_name is not None or kwargs:
+            raise ValueError("augment.pipe and augment.kwargs cannot be given with augment.mode='noaug'")
+        return Settings("noaug", None, 0.0, None, 4, ADA_KIMG)
+    pipe = AugmentPipe.from_kwargs(**{**preset(pipe_name or "bgc"), **kwargs})
+    interval = int(get("ada_interval", 4) or 4)
+    if interval < 1:
+        raise ValueError(f"augment.ada_interval={interval} must be a positive number of steps")
+    ada_kimg = get("ada_kimg")
+    ada_kimg = float(ada_kimg) if ada_kimg is not None else (ADA_KIMG_RESUMING if resuming else ADA_KIMG)
+    if ada_kimg <= 0:
+        raise ValueError(f"augment.ada_kimg={ada_kimg} must be > 0")
+    return Settings(mode, pipe, float(p or 0.0), float(ADA_TARGET if target is None else target) if mode == "ada" else None,
+                    interval, ada_kimg)

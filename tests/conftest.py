@@ -91,6 +91,7 @@ def stylegan2_train_config(fixture: dict, **train_overrides):
     t.betas, t.eps, t.ema_kimg = tuple(k["betas"]), k["eps"], k["ema_kimg"]
     t.ema_rampup = k["ema_rampup"]
     t.num_shards = 1
+    cfg.augment.mode = "noaug"  # the fixture is NVIDIA's --aug=noaug loop
     for key, value in train_overrides.items():
         setattr(t, key, value)
     return cfg

@@ -7,6 +7,13 @@ Phases per iteration ``step`` (NVIDIA's ``batch_idx``):
   Dmain (every step)   ``mean(softplus(D(G(z)))) + mean(softplus(-D(x)))``
   Dreg  (every 16)     R1 ``mean(|grad_x D(x)|^2) * gamma / 2``
   Gema  (every step)   ``G_ema = lerp(G, G_ema, beta)``, buffers copied from G
+  ADA   (every step)   with ``augment.mode='ada'``: every ``ada_interval`` steps
+                       ``p += sign(r_t - target) * batch * interval / (ada_kimg * 1000)``, ``p >= 0``
+D sees every image through the augmentation pipe (``gan_jax.augment``, NVIDIA's ``AugmentPipe``) unless
+``augment.mode='noaug'``: the fakes of Gmain and Dmain, the reals of Dmain and Dreg (whose R1 gradient
+is taken with respect to the reals before augmentation), each call with its own draws. ``r_t`` is the
+mean of ``sign(D(real))`` over the Dmain and Dreg calls since the last adjustment (NVIDIA's
+``Loss/signs/real`` collector); ``p`` and those sums live in the train state.
 Each loss is multiplied by its phase's interval (lazy regularisation, Karras et al. 2020 sec. 3.1),
 and each network has one Adam whose ``lr`` and ``betas`` are corrected by ``c = k / (k + 1)``.
 G runs in "training mode": ``w_avg`` is updated by every mapping call of Gmain, Greg and Dmain,
@@ -29,6 +36,7 @@ import ml_collections
 import numpy as np
 import optax
 
+from gan_jax import augment as augment_lib
 from gan_jax import losses
 from gan_jax.models import from_kwargs, stylegan2
 from gan_jax.recipes.base import (
@@ -97,6 +105,7 @@ class StyleGAN2(Recipe):
                              f"(and train.batch_gpu) that is a multiple of {self.num_shards * int(t.pl_batch_shrink)} "
                              "per device (or set train.num_shards)")
         self.G, self.D = build_networks(config, self.num_shards)
+        self.augment = augment_lib.settings_from_config(config.get("augment"), resuming=bool(config.get("resume")))
         self.num_ws = self.G.num_ws
         self.fused_modconv = bool(config.model.get("fused_modconv", False))
         self.r1_gamma = float(t.r1_gamma)
@@ -134,6 +143,10 @@ class StyleGAN2(Recipe):
         g_vars, d_vars, g_ema_vars = given_or_initial(self.init_variables, init_rng, g_vars, d_vars, g_ema_vars)
         extra = {"G_buffers": g_vars["buffers"], "G_ema_buffers": copy_tree(g_ema_vars["buffers"]),
                  "pl_mean": jnp.zeros((), jnp.float32)}
+        if self.augment.pipe is not None:
+            # p, and the sum and count of sign(D(real)) since the last ADA adjustment
+            extra.update(augment_p=jnp.asarray(self.augment.p, jnp.float32), ada_signs=jnp.zeros((), jnp.float32),
+                         ada_count=jnp.zeros((), jnp.float32))
         return self.new_state(run_rng, {"G": g_vars["params"], "D": d_vars["params"]}, self.opt, extra,
                               ema_params={"G": g_ema_vars["params"]})
 
@@ -145,9 +158,13 @@ class StyleGAN2(Recipe):
     def draw_inputs(self, phase: str, key: jax.Array, batch: Batch) -> Inputs:
         """The random inputs of one G forward: z, labels, style-mixing draws, noise key, pl noise."""
         n = self.phase_batch(phase)
-        k_z, k_mix, k_noise, k_pl = jax.random.split(key, 4)
+        k_z, k_mix, k_noise, k_pl, k_aug = jax.random.split(key, 5)
+        if phase == "Dreg":
+            return {"augment_key": k_aug} if self.augment.pipe is not None else {}
         inputs: Inputs = {"z": jax.random.normal(k_z, (n, self.G.z_dim), jnp.float32),
                           "c": self._gen_labels(batch, n), "noise_key": k_noise}
+        if self.augment.pipe is not None and phase != "Greg":
+            inputs["augment_key"] = k_aug
         if self.style_mixing_prob > 0:
             k_cut, k_prob, k_z2 = jax.random.split(k_mix, 3)
             s = self.num_shards * self.rounds
@@ -199,6 +216,20 @@ class StyleGAN2(Recipe):
     def discriminate(self, d_params, images: jax.Array, c: jax.Array | None) -> jax.Array:
         return self.D.apply({"params": d_params}, images, c)
 
+    def augmented(self, state: TrainState, images: jax.Array, key: jax.Array | None) -> jax.Array:
+        """``images`` as D sees them: through the augmentation pipe at the state's ``p`` (or unchanged
+        with ``noaug``). The margin of the geometric transforms is per device shard, as per GPU upstream."""
+        if self.augment.pipe is None:
+            return images
+        return self.augment.pipe(images, state.extra["augment_p"], key, groups=self.num_shards)
+
+    def count_signs(self, extra: dict, real_logits: jax.Array) -> dict:
+        """``extra`` with ``sign(D(real))`` added to the ADA accumulators (when adapting)."""
+        if not self.augment.adaptive:
+            return extra
+        return {**extra, "ada_signs": extra["ada_signs"] + jnp.sum(jnp.sign(real_logits)),
+                "ada_count": extra["ada_count"] + np.float32(real_logits.size)}
+
     @staticmethod
     def real_images(batch: Batch) -> jax.Array:
         return batch["image"].astype(jnp.float32) / 127.5 - 1.0
@@ -209,9 +240,10 @@ class StyleGAN2(Recipe):
         def loss_fn(g_params):
             ws, buffers = self.mapping(g_params, state.extra["G_buffers"], inputs)
             img = self.synthesis(g_params, buffers, ws, inputs)
-            logits = self.discriminate(state.params["D"], img, inputs["c"])
+            logits = self.discriminate(state.params["D"], self.augmented(state, img, inputs.get("augment_key")), inputs["c"])
             loss = losses.g_logistic_nonsaturating(logits)
-            return jnp.mean(loss), (buffers, {"Loss/G/loss": jnp.mean(loss), "Loss/scores/fake": jnp.mean(logits)})
+            return jnp.mean(loss), (buffers, {"Loss/G/loss": jnp.mean(loss), "Loss/scores/fake": jnp.mean(logits),
+                                              "Loss/signs/fake": jnp.mean(jnp.sign(logits))})
         grads, (buffers, metrics) = jax.grad(loss_fn, has_aux=True)(state.params["G"])
         return grads, buffers, metrics
 
@@ -235,35 +267,43 @@ class StyleGAN2(Recipe):
         fake = jax.lax.stop_gradient(self.synthesis(g_params, buffers, ws, inputs))
         real = self.real_images(batch)
         real_c = batch.get("label") if self.D.c_dim else None
+        if self.augment.pipe is not None:
+            k_fake, k_real = jax.random.split(inputs["augment_key"])
+            fake, real = self.augmented(state, fake, k_fake), self.augmented(state, real, k_real)
 
         def loss_fn(d_params):
             fake_logits = self.discriminate(d_params, fake, inputs["c"])
             real_logits = self.discriminate(d_params, real, real_c)
             loss_fake, loss_real = losses.d_logistic(real_logits, fake_logits)
             metrics = {"Loss/D/loss": jnp.mean(loss_fake + loss_real), "Loss/scores/fake": jnp.mean(fake_logits),
-                       "Loss/scores/real": jnp.mean(real_logits)}
-            return jnp.mean(loss_fake) + jnp.mean(loss_real), metrics
-        grads, metrics = jax.grad(loss_fn, has_aux=True)(state.params["D"])
-        return grads, buffers, metrics
+                       "Loss/scores/real": jnp.mean(real_logits), "Loss/signs/fake": jnp.mean(jnp.sign(fake_logits)),
+                       "Loss/signs/real": jnp.mean(jnp.sign(real_logits))}
+            return jnp.mean(loss_fake) + jnp.mean(loss_real), (metrics, real_logits)
+        grads, (metrics, real_logits) = jax.grad(loss_fn, has_aux=True)(state.params["D"])
+        return grads, buffers, metrics, jax.lax.stop_gradient(real_logits)
 
-    def dreg_grads(self, state: TrainState, batch: Batch):
+    def dreg_grads(self, state: TrainState, batch: Batch, inputs: Inputs | None = None):
         gain = self.d_reg_interval or 1
         real = self.real_images(batch)
         real_c = batch.get("label") if self.D.c_dim else None
+        key = (inputs or {}).get("augment_key")
 
         def loss_fn(d_params):
-            r1, logits = losses.r1_penalty(lambda x: self.discriminate(d_params, x, real_c), real)
+            # R1 with respect to the reals before augmentation: the gradient flows through the pipe.
+            r1, logits = losses.r1_penalty(lambda x: self.discriminate(d_params, self.augmented(state, x, key), real_c), real)
             loss = jnp.mean(r1 * (self.r1_gamma / 2)) * gain
-            return loss, {"Loss/r1_penalty": jnp.mean(r1), "Loss/D/reg": jnp.mean(r1 * (self.r1_gamma / 2)),
-                          "Loss/scores/real": jnp.mean(logits)}
-        return jax.grad(loss_fn, has_aux=True)(state.params["D"])
+            return loss, ({"Loss/r1_penalty": jnp.mean(r1), "Loss/D/reg": jnp.mean(r1 * (self.r1_gamma / 2)),
+                           "Loss/scores/real": jnp.mean(logits), "Loss/signs/real": jnp.mean(jnp.sign(logits))}, logits)
+        grads, (metrics, logits) = jax.grad(loss_fn, has_aux=True)(state.params["D"])
+        return grads, metrics, jax.lax.stop_gradient(logits)
 
     # -- rounds (NVIDIA's batch_gpu) -----------------------------------------------------------------
 
     def split_rounds(self, tree: Any, n: int) -> Any:
         """Arrays of ``tree`` with ``n`` rows -> ``[rounds, n / rounds, ...]``; round ``r`` holds rows
         ``r k .. (r + 1) k - 1`` of each device shard (``k = n / (shards rounds)``), so that a round
-        is every device's ``r``-th chunk of ``batch_gpu``. ``noise_key`` is split in ``rounds`` keys.
+        is every device's ``r``-th chunk of ``batch_gpu``. ``noise_key`` and ``augment_key`` are split in
+        ``rounds`` keys.
         """
         s, r = self.num_shards, self.rounds
 
@@ -274,10 +314,9 @@ class StyleGAN2(Recipe):
             return x.reshape(s, r, n // (s * r), *x.shape[1:]).swapaxes(0, 1).reshape(r, n // r, *x.shape[1:])
 
         tree = dict(tree)
-        key = tree.pop("noise_key", None)
+        keys = {k: tree.pop(k) for k in ("noise_key", "augment_key") if k in tree}
         out = jax.tree.map(split, tree)
-        if key is not None:
-            out["noise_key"] = jax.random.split(key, r)
+        out.update({k: jax.random.split(key, r) for k, key in keys.items()})
         return out
 
     def round_grads(self, phase: str, state: TrainState, batch: Batch, inputs: Inputs | None) -> tuple[Any, dict, dict]:
@@ -289,11 +328,11 @@ class StyleGAN2(Recipe):
             grads, buffers, pl_mean, metrics = self.greg_grads(state, batch, inputs)
             return grads, {**state.extra, "G_buffers": buffers, "pl_mean": pl_mean}, metrics
         if phase == "Dmain":
-            grads, buffers, metrics = self.dmain_grads(state, batch, inputs)
-            return grads, {**state.extra, "G_buffers": buffers}, metrics
+            grads, buffers, metrics, real_logits = self.dmain_grads(state, batch, inputs)
+            return grads, self.count_signs({**state.extra, "G_buffers": buffers}, real_logits), metrics
         if phase == "Dreg":
-            grads, metrics = self.dreg_grads(state, batch)
-            return grads, state.extra, metrics
+            grads, metrics, real_logits = self.dreg_grads(state, batch, inputs)
+            return grads, self.count_signs(state.extra, real_logits), metrics
         raise ValueError(f"unknown phase {phase!r}; expected Gmain, Greg, Dmain or Dreg")
 
     def phase_grads(self, phase: str, state: TrainState, batch: Batch, inputs: Inputs | None) -> tuple[Any, dict, dict]:
@@ -341,7 +380,10 @@ class StyleGAN2(Recipe):
             net = "G" if name.startswith("G") else "D"
 
             def phase_fn(state, batch, key):
-                inputs = None if name == "Dreg" else draw(name, key, batch)
+                if name == "Dreg":  # its only draws: the augmentation's
+                    inputs = self.draw_inputs(name, key, batch) if self.augment.pipe is not None else None
+                else:
+                    inputs = draw(name, key, batch)
                 grads, extra, metrics = self.phase_grads(name, state, batch, inputs)
                 if name == "Greg":
                     metrics["pl_mean"] = extra["pl_mean"]
@@ -360,7 +402,23 @@ class StyleGAN2(Recipe):
         if self.r1_gamma > 0 and self.d_reg_interval:
             table.append(Phase("Dreg", self.d_reg_interval, dreg))
         table.append(Phase("Gema", 1, gema))
+        if self.augment.adaptive:
+            table.append(Phase("ADA", 1, self.ada_update))
         return table
+
+    def ada_update(self, state: TrainState, batch: Batch, key: jax.Array) -> tuple[TrainState, dict]:
+        """NVIDIA's ADA heuristic after step ``state.step`` (its ``batch_idx`` + 1 is a multiple of
+        ``ada_interval``): ``p <- max(p + sign(r_t - target) * batch * interval / (ada_kimg * 1000), 0)``,
+        ``r_t`` the mean sign of D's real logits since the last adjustment; the accumulators restart."""
+        a, extra = self.augment, state.extra
+        r_t = extra["ada_signs"] / jnp.maximum(extra["ada_count"], 1.0)
+        due = (state.step + 1) % a.interval == 0
+        adjusted = jnp.maximum(extra["augment_p"] + jnp.sign(r_t - np.float32(a.target)) * np.float32(a.adjustment(self.batch_size)), 0.0)
+        p = jnp.where(due, adjusted, extra["augment_p"])
+        zero = jnp.zeros((), jnp.float32)
+        extra = {**extra, "augment_p": p, "ada_signs": jnp.where(due, zero, extra["ada_signs"]),
+                 "ada_count": jnp.where(due, zero, extra["ada_count"])}
+        return state.replace(extra=extra), {"Progress/augment": p, "ADA/r_t": r_t}
 
     def sample(self, state: TrainState, z: jax.Array, c: jax.Array | None = None,
                truncation_psi: float = 1.0, noise_mode: str = "const") -> jax.Array:
