@@ -105,6 +105,20 @@ def _stopped_message(stop: StopRequest, done: int, directory: str) -> None:
         print(prefix + message, flush=True)
 
 
+def start_from(path: str, recipe: recipes.Recipe, mesh: jax.sharding.Mesh) -> TrainState:
+    """Transfer learning (``config.resume``, NVIDIA's ``--resume``): the networks of an NVIDIA pickle
+    (converted in memory) or of a gan_jax run folder's latest checkpoint, in a fresh state of ``recipe``."""
+    from gan_jax import run_loader  # noqa: PLC0415
+
+    is_pickle = path.endswith(".pkl")
+    if not is_pickle and not os.path.isdir(os.path.join(path, "checkpoints")):
+        raise FileNotFoundError(f"config.resume={path!r} is neither an NVIDIA .pkl nor a gan_jax run folder "
+                                "(a folder with checkpoints/)")
+    _, _, source = run_loader.load_run(network=path) if is_pickle else run_loader.load_run(workdir=path)
+    state = recipe.transfer_state(jax.random.PRNGKey(int(recipe.config.seed)), jax.device_get(source))
+    return parallel.replicate(state, mesh)
+
+
 def train(config: ml_collections.ConfigDict, workdir: str, max_steps: int | None = None) -> TrainState:
     """Train ``config`` in ``workdir`` (resuming from its latest checkpoint); returns the final state.
 
@@ -127,6 +141,9 @@ def train(config: ml_collections.ConfigDict, workdir: str, max_steps: int | None
     if ckpt.latest_step() is not None:
         state = ckpt.restore(state, config.to_dict())
         logger.print(f"resumed from {ckpt.directory} at step {int(state.step)} ({int(state.images_seen) / 1000:.1f} kimg)")
+    elif config.get("resume"):
+        state = start_from(str(config.resume), recipe, mesh)
+        logger.print(f"starting from the networks of {config.resume} (fresh optimizers, step 0)")
     start = int(state.step)
     stop_at = plan.total_steps if max_steps is None else min(plan.total_steps, start + max_steps)
 

@@ -162,3 +162,28 @@ def test_defaults_are_nvidias():
     assert s.pipe == augment.AugmentPipe(**augment.PRESETS["bgc"])
     assert augment.settings_from_config(common.stylegan2().augment, resuming=True).ada_kimg == 100.0
     assert augment.settings_from_config(None).pipe is None  # a run made before augmentation: noaug
+
+
+def test_resume_starts_from_another_runs_networks_with_fresh_optimizers(tmp_path):
+    """config.resume (NVIDIA's --resume): G, D and G_ema of a run folder, step 0, fresh Adam, ada_kimg 100,
+    no EMA ramp-up; networks of other shapes are refused by name."""
+    cfg = ada_config(total_kimg=2 * BATCH / 1000, pl_weight=0.0)
+    source = jax.device_get(train.train(cfg, str(tmp_path / "source")))
+    cfg.resume = str(tmp_path / "source")
+    cfg.augment.ada_kimg = None  # the default, which --resume makes 100
+    mesh = parallel.make_mesh(jax.devices()[:1])
+    r = recipe.StyleGAN2(cfg, mesh)
+    assert (r.augment.ada_kimg, r.ema_rampup) == (100.0, None)
+    state = jax.device_get(train.start_from(cfg.resume, r, mesh))
+    assert int(state.step) == 0 and float(state.extra["augment_p"]) == 0.0
+    for got, want in ((state.params, source.params), (state.ema_params, source.ema_params)):
+        for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
+            np.testing.assert_array_equal(a, b)
+    assert all(not np.any(x) for x in jax.tree.leaves(state.opt_state) if np.ndim(x) > 0)  # fresh Adam moments
+    other = ada_config()
+    other.model.G.synthesis_kwargs.channel_max = 8
+    other.resume = cfg.resume
+    with pytest.raises(ValueError, match="do not fit this config: G differs"):
+        train.start_from(cfg.resume, recipe.StyleGAN2(other, mesh), mesh)
+    with pytest.raises(FileNotFoundError, match="neither an NVIDIA .pkl nor a gan_jax run folder"):
+        train.start_from(str(tmp_path / "nothing"), r, mesh)

@@ -16,6 +16,7 @@ and may override, where the defaults do not fit:
 - ``enter_stage(state, stage) -> state``: applied before the first step of a stage (default: none).
 - ``sampling() -> Sampling``: the generator as ``gan_jax.sample`` splits it (latents -> styles ->
   images); the default has no mapping network (``[z, c]`` goes to ``sample``).
+- ``transfer_state(rng, source_state) -> TrainState``: step 0 from another run's networks (``config.resume``).
 - ``seed_latents(seeds, psi) -> z``: the latents ``gan_jax.sample`` gives each seed (NVIDIA's rule).
 - ``console(means) -> str``: the part of the progress line this recipe wants to show.
 - ``default_config()`` (classmethod): the family's defaults; a config that sets a field outside them
@@ -174,6 +175,11 @@ class Recipe:
     def enter_stage(self, state: TrainState, stage: Stage) -> TrainState:
         """Applied just before the first step of ``stage`` (also when a resume lands exactly there)."""
         return state
+
+    def transfer_state(self, rng: jax.Array, source: TrainState) -> TrainState:
+        """Step 0 of a run that starts from the networks of ``source`` (another run's state) with fresh
+        optimizers: ``config.resume``, NVIDIA's ``--resume`` (transfer learning)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot start from another run's networks (config.resume)")
 
     def sampling(self) -> Sampling:
         """A generator without a mapping network: ``w = [z, c]``, ``synthesis(w) = sample(z, c)``."""

@@ -117,6 +117,8 @@ class StyleGAN2(Recipe):
         self.d_reg_interval = int(t.d_reg_interval or 0)
         self.ema_kimg = float(t.ema_kimg)
         self.ema_rampup = None if t.ema_rampup is None else float(t.ema_rampup)
+        if config.get("resume"):
+            self.ema_rampup = None  # train.py: --resume disables the EMA ramp-up (and sets ada_kimg 100)
         betas = tuple(t.betas)
         self.opt = {
             "G": lazy_adam(float(t.g_lr), betas, float(t.eps), self.g_reg_interval),
@@ -149,6 +151,15 @@ class StyleGAN2(Recipe):
                          ada_count=jnp.zeros((), jnp.float32))
         return self.new_state(run_rng, {"G": g_vars["params"], "D": d_vars["params"]}, self.opt, extra,
                               ema_params={"G": g_ema_vars["params"]})
+
+    def transfer_state(self, rng: jax.Array, source: TrainState) -> TrainState:
+        """Step 0 of a run that starts from ``source``'s G, D and G_ema (NVIDIA's ``--resume``): fresh
+        optimizers and pl_mean, ADA from the config. The networks must have this config's shapes."""
+        g = {"params": source.params["G"], "buffers": source.extra["G_buffers"]}
+        d = {"params": source.params["D"]}
+        g_ema = {"params": source.ema_params["G"], "buffers": source.extra["G_ema_buffers"]}
+        check_same_shapes(jax.eval_shape(self.init_variables, rng), (g, d), ("G", "D"))
+        return self.create_state(rng, g, d, g_ema)
 
     # -- random inputs --------------------------------------------------------------------------
 
@@ -457,3 +468,15 @@ def build_networks(config: ml_collections.ConfigDict, num_shards: int = 1) -> tu
     G = from_kwargs.generator_from_kwargs({**plain(m.G), **common}, dtype=dtype)
     D = from_kwargs.discriminator_from_kwargs({**plain(m.D), **common}, dtype=dtype)
     return G, D.clone(mbstd_num_shards=num_shards)
+
+
+def check_same_shapes(expected: Any, given: Any, names: tuple[str, ...]) -> None:
+    """Refuse networks whose arrays differ from this config's (names and shapes), listing a few."""
+    for name, e, g in zip(names, expected, given):
+        e_flat = {jax.tree_util.keystr(k): v.shape for k, v in jax.tree_util.tree_flatten_with_path(e)[0]}
+        g_flat = {jax.tree_util.keystr(k): np.shape(v) for k, v in jax.tree_util.tree_flatten_with_path(g)[0]}
+        diff = sorted(k for k in e_flat.keys() | g_flat.keys() if e_flat.get(k) != g_flat.get(k))
+        if diff:
+            listed = "; ".join(f"{k}: config {e_flat.get(k, 'absent')}, source {g_flat.get(k, 'absent')}" for k in diff[:5])
+            raise ValueError(f"the networks to start from do not fit this config: {name} differs in {len(diff)} "
+                             f"array(s) ({listed}); use the source run's model settings (config.json) and resolution")
