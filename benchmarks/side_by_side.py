@@ -1,6 +1,7 @@
 """gan_jax against NVIDIA's official StyleGAN2-ADA trainer, on the same machine in the same run.
 
-    python benchmarks/side_by_side.py                      # bench32, 3 repeats of each, alternating
+    python benchmarks/side_by_side.py                      # bench32 with ADA, 3 repeats of each, alternating
+    python benchmarks/side_by_side.py --aug=noaug          # the networks and losses alone
     python benchmarks/side_by_side.py --repeats=5 --threads=1
 
 Each repeat runs, one after the other and never at the same time,
@@ -11,7 +12,9 @@ Each repeat runs, one after the other and never at the same time,
   * ``benchmarks/train_throughput.py --config=configs/stylegan2_bench32.py`` (the same networks,
     batch, losses and lazy-regularisation schedule; one warm-up cycle of 16 iterations, then
     16 timed ones, also containing one Dreg),
-and prints both images/s figures, then the medians and their ratio. Both sides are float32 on
+and prints both images/s figures, then the medians and their ratio. ``--aug`` (default ``ada``, as
+NVIDIA's ``train.py``) is given to both: the driver's ``--aug`` and ``--config.augment.mode``, with the
+'bgc' pipeline and p starting at 0 on both sides (the geometric resampling runs at any p). Both sides are float32 on
 CPU, the reals are already in memory, and compilation / warm-up are left out (the peers README's
 rules for a fair comparison). ``--threads`` is torch's thread count; JAX is given the same number
 of cores with ``taskset`` when it is smaller than the machine's.
@@ -37,6 +40,7 @@ _CONFIG = flags.DEFINE_string("config", os.path.join(_REPO, "configs", "stylegan
 _PEER_CFG = flags.DEFINE_string("peer_cfg", "bench32", "The driver's --cfg preset matching --config.")
 _REPEATS = flags.DEFINE_integer("repeats", 3, "Alternating runs of each side.")
 _THREADS = flags.DEFINE_integer("threads", os.cpu_count() or 1, "Threads (torch) / cores (JAX).")
+_AUG = flags.DEFINE_enum("aug", "ada", ["ada", "noaug"], "Augmentation on both sides (NVIDIA's --aug).")
 
 _FIGURE = re.compile(r"images_per_sec=([0-9.]+)")
 
@@ -58,8 +62,9 @@ def main(argv: list[str]) -> None:
     env = dict(os.environ)
     threads = _THREADS.value
     peer = [_PEER_PYTHON.value, _DRIVER.value, "--src", _SRC.value, "--cfg", _PEER_CFG.value, "--iters", "16",
-            "--warmup", "1", "--threads", str(threads)]
-    ours = [sys.executable, os.path.join(_REPO, "benchmarks", "train_throughput.py"), f"--config={_CONFIG.value}"]
+            "--warmup", "1", "--threads", str(threads), "--aug", _AUG.value]
+    ours = [sys.executable, os.path.join(_REPO, "benchmarks", "train_throughput.py"), f"--config={_CONFIG.value}",
+            f"--config.augment.mode={_AUG.value}"]
     if threads < (os.cpu_count() or 1):
         ours = ["taskset", "-c", ",".join(str(i) for i in range(threads)), *ours]
     figures: dict[str, list[float]] = {"official": [], "gan_jax": []}

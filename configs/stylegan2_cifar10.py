@@ -1,5 +1,6 @@
-"""Class-conditional StyleGAN2 on CIFAR-10 32x32 with NVIDIA's tuned ``cifar`` settings
-(stylegan2-ada-pytorch ``train.py --cfg=cifar --cond=1``; the ADA paper's Table 4 baseline).
+"""Class-conditional StyleGAN2-ADA on CIFAR-10 32x32 with NVIDIA's tuned ``cifar`` settings
+(stylegan2-ada-pytorch ``train.py --cfg=cifar --cond=1``, whose default ``--aug=ada`` with the 'bgc'
+pipeline and target 0.6 this config keeps: the ADA paper's CIFAR-10 setting).
 
     python -m gan_jax.main --config=configs/stylegan2_cifar10.py --workdir=DIR        # tfds cifar10
     python -m gan_jax.main --config=configs/stylegan2_cifar10.py --config.data.source=~/datasets/cifar10.zip ...
