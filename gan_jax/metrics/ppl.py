@@ -48,8 +48,21 @@ from gan_jax.metrics import lpips as lpips_lib
 from gan_jax.metrics import vgg16
 from gan_jax.models import stylegan2
 
-__all__ = ["EPSILON", "PPLDraws", "PPLSetting", "PPL_METRICS", "aggregate", "compute_ppl", "draw_ppl",
-           "lpips_features", "noise_const_names", "ppl_sampler", "prepare_images", "slerp"]
+__all__ = [
+    "EPSILON",
+    "PPL_METRICS",
+    "PPLDraws",
+    "PPLSetting",
+    "aggregate",
+    "compute_ppl",
+    "draw_ppl",
+    "lpips_features",
+    "noise_const_names",
+    "ppl_metric",
+    "ppl_sampler",
+    "prepare_images",
+    "slerp",
+]
 
 EPSILON = 1e-4
 SPACES = ("z", "w")
@@ -102,7 +115,7 @@ def slerp(a: jax.Array, b: jax.Array, t: jax.Array) -> jax.Array:
     Both ends are normalised, ``b``'s component orthogonal to ``a`` is normalised, the point is
     ``a cos(t theta) + c sin(t theta)`` with ``theta = acos(a . b)``, and it is normalised again.
     """
-    norm = lambda x: x / jnp.linalg.norm(x, axis=-1, keepdims=True)  # noqa: E731
+    norm = lambda x: x / jnp.linalg.norm(x, axis=-1, keepdims=True)
     a, b = norm(a), norm(b)
     d = jnp.sum(a * b, axis=-1, keepdims=True)
     p = t * jnp.arccos(d)
@@ -212,7 +225,7 @@ def ppl_sampler(
     else:
         c2 = jnp.concatenate([c, c]).astype(jnp.float32)
     variables = {"params": G_vars["params"], "buffers": G_vars["buffers"]}
-    mapping = lambda z: G.apply(variables, z, c2, method="mapping")  # noqa: E731
+    mapping = lambda z: G.apply(variables, z, c2, method="mapping")
     n = t.shape[0]
     if space == "w":
         ws = mapping(jnp.concatenate([z0, z1]))
@@ -243,7 +256,8 @@ def draw_ppl(
     noise_group: int = 2,
 ) -> PPLDraws:
     """Random draws of ``batch_size`` samples: t, z0, z1; labels ``c`` [batch_size, c_dim] picked
-    uniformly from ``labels`` [L, c_dim] (zeros when ``labels`` is None, None when ``c_dim == 0``);
+    uniformly from ``labels`` [L, c_dim] (the official code picks dataset labels uniformly; None when
+    ``c_dim == 0``, and a conditional G without ``labels`` is a ``ValueError``);
     one noise map per ``noise_const`` buffer per group of ``noise_group`` consecutive samples
     (NVIDIA's per-GPU batch of 2 shares one). ``batch_size`` must be a multiple of ``noise_group``."""
     if batch_size % noise_group:
@@ -253,11 +267,11 @@ def draw_ppl(
     z0, z1 = jnp.split(jax.random.normal(k_z, (2 * batch_size, G.z_dim), jnp.float32), 2)
     c = None
     if G.c_dim:
-        if labels is None:
-            c = jnp.zeros((batch_size, G.c_dim), jnp.float32)
-        else:
-            labels = jnp.asarray(labels, jnp.float32)
-            c = labels[jax.random.randint(k_c, (batch_size,), 0, labels.shape[0])]
+        if labels is None or labels.shape[-1] != G.c_dim:
+            raise ValueError(f"G is conditional (c_dim={G.c_dim}): pass the dataset's labels [L, {G.c_dim}], got "
+                             f"{None if labels is None else tuple(labels.shape)}")
+        labels = jnp.asarray(labels, jnp.float32)
+        c = labels[jax.random.randint(k_c, (batch_size,), 0, labels.shape[0])]
     noise = {}
     names = noise_const_names(G_vars)
     for name, k in zip(names, jax.random.split(k_n, max(len(names), 1))):
@@ -302,8 +316,8 @@ def compute_ppl(
     multiple of their count (else on one device). ``feature_variables`` defaults to
     :func:`lpips.load_lpips`'s (torchvision's VGG16 and the lpips package's linear layers);
     ``labels`` [L, c_dim]: the dataset's labels for a conditional G. Returns the PPL (and the
-    distances [num_samples] with ``return_distances=True``). :data:`PPL_METRICS` has the official
-    settings: ``compute_ppl(G, v, **dataclasses.asdict(PPL_METRICS['ppl_wend']) minus batch_size)``.
+    distances [num_samples] with ``return_distances=True``). :func:`ppl_metric` runs it with an
+    official metric's settings (:data:`PPL_METRICS`).
     """
     if feature_variables is None:
         if features is not lpips_features:
@@ -313,17 +327,10 @@ def compute_ppl(
     mesh = parallel.make_mesh(devices) if len(devices) > 1 and batch_size % len(devices) == 0 else None
     G_vars = {"params": G_vars["params"], "buffers": G_vars["buffers"]}
     labels = None if labels is None else jnp.asarray(labels, jnp.float32)
-    sampler = functools.partial(_sampler_positional, G, features, space, sampling, crop, epsilon)
-
-    def step(g_vars, f_vars, key, labels):
-        draws = draw_ppl(key, G, g_vars, batch_size, labels, noise_group)
-        if mesh is not None:
-            draws = jax.lax.with_sharding_constraint(draws, parallel.data_sharded(mesh))
-        return sampler(g_vars, f_vars, draws)
-
     if mesh is not None:
         G_vars, feature_variables, labels = parallel.replicate((G_vars, feature_variables, labels), mesh)
-    run = jax.jit(step)
+    run = functools.partial(_ppl_batch, G, features, space, sampling, crop, float(epsilon), batch_size, noise_group,
+                            mesh)
     base = jax.random.PRNGKey(seed)
     out = []
     for i in range(-(-num_samples // batch_size)):
@@ -333,8 +340,49 @@ def compute_ppl(
     return (ppl, dist) if return_distances else ppl
 
 
+def ppl_metric(
+    name: str,
+    G: stylegan2.Generator,
+    G_vars: Mapping[str, Any],
+    features: Features = lpips_features,
+    feature_variables: Any = None,
+    *,
+    num_samples: int | None = None,
+    **kwargs: Any,
+) -> float:
+    """The official metric ``name`` (``'ppl_zfull'``, ``'ppl_wfull'``, ``'ppl_zend'``, ``'ppl_wend'``,
+    ``'ppl2_wend'``): :func:`compute_ppl` with its space, sampling, crop, epsilon and sample count
+    (``num_samples`` overrides the count) and ``noise_group`` = the official per-GPU batch (2);
+    ``kwargs``: :func:`compute_ppl`'s ``batch_size``, ``labels``, ``seed``, ``return_distances``."""
+    if name not in PPL_METRICS:
+        raise ValueError(f"unknown PPL metric {name!r}; known: {sorted(PPL_METRICS)}")
+    s = PPL_METRICS[name]
+    kwargs.setdefault("noise_group", s.batch_size)
+    return compute_ppl(G, G_vars, features, feature_variables, space=s.space, sampling=s.sampling, crop=s.crop,
+                       num_samples=s.num_samples if num_samples is None else num_samples, epsilon=s.epsilon,
+                       **kwargs)
+
+
+@functools.partial(jax.jit, static_argnums=tuple(range(9)))
+def _ppl_batch(G: stylegan2.Generator, features: Features, space: str, sampling: str, crop: bool, epsilon: float,
+               batch_size: int, noise_group: int, mesh: Any, G_vars: Mapping[str, Any], feature_variables: Any,
+               key: jax.Array, labels: jax.Array | None) -> jax.Array:
+    """One batch of :func:`compute_ppl`: :func:`draw_ppl` then :func:`ppl_sampler` (compiled once per setting)."""
+    draws = draw_ppl(key, G, G_vars, batch_size, labels, noise_group)
+    sampler = functools.partial(_sampler_positional, G, features, space, sampling, crop, epsilon)
+    if mesh is None:
+        return sampler(G_vars, feature_variables, draws)
+    # Each device runs its own rows (as gan_jax.metrics.fid does): the SPMD partitioner does not split
+    # the generator's grouped (fused modulated) convolutions along the batch.
+    P = jax.sharding.PartitionSpec
+    draws = jax.lax.with_sharding_constraint(draws, parallel.data_sharded(mesh))
+    local = jax.shard_map(sampler, mesh=mesh, in_specs=(P(), P(), P(parallel.DATA_AXIS)),
+                          out_specs=P(parallel.DATA_AXIS), check_vma=False)
+    return local(G_vars, feature_variables, draws)
+
+
 def _sampler_positional(G: stylegan2.Generator, features: Features, space: str, sampling: str, crop: bool,
                         epsilon: float, G_vars: Mapping[str, Any], feature_variables: Any, draws: PPLDraws) -> jax.Array:
-    """:func:`ppl_sampler` with its settings first (for ``functools.partial``)."""
+    """:func:`ppl_sampler` with its settings first."""
     return ppl_sampler(G, G_vars, features, feature_variables, draws, space=space, sampling=sampling, crop=crop,
                        epsilon=epsilon)
