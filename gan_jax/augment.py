@@ -533,6 +533,7 @@ def settings_from_config(section: Any, resuming: bool = False) -> Settings:
         raise ValueError(f"augment.mode={mode!r} is not supported; expected one of {', '.join(MODES)} (NVIDIA's --aug)")
     p, target, pipe_name = get("p"), get("target"), get("pipe")
     kwargs = dict(get("kwargs") or {})
+    interval, ada_kimg = int(get("ada_interval", 4) or 4), get("ada_kimg")
     if p is not None:
         if mode != "fixed":
             raise ValueError(f"augment.p can only be given with augment.mode='fixed' (got mode {mode!r}); "
@@ -551,10 +552,8 @@ def settings_from_config(section: Any, resuming: bool = False) -> Settings:
             raise ValueError("augment.pipe and augment.kwargs cannot be given with augment.mode='noaug'")
         return Settings("noaug", None, 0.0, None, 4, ADA_KIMG)
     pipe = AugmentPipe.from_kwargs(**{**preset(pipe_name or "bgc"), **kwargs})
-    interval = int(get("ada_interval", 4) or 4)
     if interval < 1:
         raise ValueError(f"augment.ada_interval={interval} must be a positive number of steps")
-    ada_kimg = get("ada_kimg")
     ada_kimg = float(ada_kimg) if ada_kimg is not None else (ADA_KIMG_RESUMING if resuming else ADA_KIMG)
     if ada_kimg <= 0:
         raise ValueError(f"augment.ada_kimg={ada_kimg} must be > 0")

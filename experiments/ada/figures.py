@@ -2,7 +2,7 @@
 
     python experiments/ada/figures.py grid --out=docs/ada_reals.png
     python experiments/ada/figures.py train --workdir=/tmp/ada_limited --kimg=16 --num_images=256
-    python experiments/ada/figures.py curves --workdir=/tmp/ada_limited --out=docs/ada_limited.png
+    python experiments/ada/figures.py curves --workdir=/tmp/ada_limited --nvidia=/tmp/ada_limited --out=docs/ada_limited.png
     python experiments/ada/figures.py zips --workdir=/tmp/ada_limited   # the same images for NVIDIA's trainer
 
 ``train`` runs ``configs/default.py`` (the CPU demo network) on the first ``num_images`` images of the
@@ -31,6 +31,8 @@ _KIMG = flags.DEFINE_float("kimg", 16.0, "Training length of each run.")
 _EVERY = flags.DEFINE_float("every_kimg", 2.0, "Checkpoint (and curve point) interval.")
 _NUM_IMAGES = flags.DEFINE_integer("num_images", 256, "Training images (the limited dataset).")
 _MODES = flags.DEFINE_list("modes", ["ada", "noaug"], "Runs to train / plot.")
+_NVIDIA = flags.DEFINE_string("nvidia", "", "Folder of benchmarks/peers/ada_limited_official.py's nvidia_<mode>.jsonl "
+                              "(a second row of plots); '' = gan_jax only.")
 
 
 def limited_config(mode: str):
@@ -98,12 +100,11 @@ def train_runs() -> None:
         train.train(limited_config(mode), os.path.join(_WORKDIR.value, mode))
 
 
-def curves(out: str) -> None:
+def gan_jax_rows(mode: str) -> tuple[list, list]:
+    """``(D rows, p rows)`` of the gan_jax run ``mode``: per checkpoint ``(kimg, D(train reals),
+    D(held-out reals), D(fakes))``, and ``(kimg, p, r_t)`` from its metrics.jsonl."""
     import jax  # noqa: PLC0415
-    import matplotlib  # noqa: PLC0415
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # noqa: PLC0415
+    import ml_collections  # noqa: PLC0415
 
     from gan_jax import checkpoint, parallel, recipes  # noqa: PLC0415
     from gan_jax.compiled import initial_state  # noqa: PLC0415
@@ -114,47 +115,69 @@ def curves(out: str) -> None:
     train_reals = data.images(np.arange(n)).astype(np.float32) / 127.5 - 1
     held_out = data.images(np.arange(n, 2 * n)).astype(np.float32) / 127.5 - 1
     mesh = parallel.make_mesh(jax.devices()[:1])
-    fig, axes = plt.subplots(1, 1 + len(_MODES.value), figsize=(5 * (1 + len(_MODES.value)), 4))
-    table = {}
-    for k, mode in enumerate(_MODES.value):
-        run = os.path.join(_WORKDIR.value, mode)
-        ckpt = checkpoint.Checkpointer(os.path.join(run, "checkpoints"), async_save=False)
-        import ml_collections  # noqa: PLC0415
+    run = os.path.join(_WORKDIR.value, mode)
+    ckpt = checkpoint.Checkpointer(os.path.join(run, "checkpoints"), async_save=False)
+    config = ml_collections.ConfigDict(ckpt.saved_config())
+    recipe = recipes.build(config, mesh)
+    template = initial_state(recipe, mesh)
+    d = jax.jit(lambda params, x: recipe.discriminate(params, x, None))
+    z = np.random.RandomState(123).randn(n, recipe.G.z_dim).astype(np.float32)
+    rows = []
+    for step in ckpt.all_steps():
+        state = ckpt.restore(template, config.to_dict(), step)
+        fakes = np.asarray(recipe.sample(state, z))
+        rows.append((int(state.images_seen) / 1000, *(float(np.mean(np.asarray(d(state.params["D"], x))))
+                                                     for x in (train_reals, held_out, fakes))))
+    ckpt.close()
+    with open(os.path.join(run, "metrics.jsonl")) as f:
+        metrics = [json.loads(line) for line in f]
+    p = [(m["kimg"], m["Progress/augment"], m["ADA/r_t"]) for m in metrics if "Progress/augment" in m]
+    return rows, p
 
-        config = ml_collections.ConfigDict(ckpt.saved_config())
-        recipe = recipes.build(config, mesh)
-        template = initial_state(recipe, mesh)
-        d = jax.jit(lambda params, x: recipe.discriminate(params, x, None))
-        z = np.random.RandomState(0).randn(n, recipe.G.z_dim).astype(np.float32)
-        rows = []
-        for step in ckpt.all_steps():
-            state = ckpt.restore(template, config.to_dict(), step)
-            fakes = np.asarray(recipe.sample(state, z))
-            means = [float(np.mean(np.asarray(d(state.params["D"], x)))) for x in (train_reals, held_out, fakes)]
-            rows.append((int(state.images_seen) / 1000, *means))
-        ckpt.close()
-        rows = np.asarray(rows)
-        table[mode] = rows.tolist()
-        ax = axes[k + 1]
-        for j, label in enumerate(("training reals", "held-out reals", "fakes (G_ema)")):
-            ax.plot(rows[:, 0], rows[:, 1 + j], marker="o", label=label)
-        ax.set_title(f"{mode}: mean D output")
-        ax.set_xlabel("kimg")
-        ax.legend()
-        metrics = [json.loads(line) for line in open(os.path.join(run, "metrics.jsonl"))]
-        p = [(m["kimg"], m["Progress/augment"]) for m in metrics if "Progress/augment" in m]
-        r_t = [(m["kimg"], m["ADA/r_t"]) for m in metrics if "ADA/r_t" in m]
-        if p:
-            axes[0].plot(*zip(*p), label=f"{mode}: p")
-            axes[0].plot(*zip(*r_t), linestyle="--", label=f"{mode}: r_t")
-    axes[0].axhline(0.6, color="grey", linewidth=0.5)
-    axes[0].set_title("ADA: p and r_t (target 0.6)")
-    axes[0].set_xlabel("kimg")
-    axes[0].legend()
+
+def nvidia_rows(mode: str) -> tuple[list, list]:
+    """The same from ``benchmarks/peers/ada_limited_official.py``'s ``nvidia_<mode>.jsonl`` in ``--nvidia``."""
+    with open(os.path.join(_NVIDIA.value, f"nvidia_{mode}.jsonl")) as f:
+        lines = [json.loads(line) for line in f]
+    rows = [(m["kimg"], m["D_train_reals"], m["D_heldout_reals"], m["D_fakes"]) for m in lines]
+    return rows, [(m["kimg"], m["p"], m["r_t"]) for m in lines if mode == "ada"]
+
+
+def curves(out: str) -> None:
+    import matplotlib  # noqa: PLC0415
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    sides = [("gan_jax", gan_jax_rows)] + ([("NVIDIA", nvidia_rows)] if _NVIDIA.value else [])
+    modes = _MODES.value
+    fig, axes = plt.subplots(len(sides), 1 + len(modes), figsize=(4.5 * (1 + len(modes)), 3.6 * len(sides)), squeeze=False)
+    table = {}
+    for row, (side, load) in enumerate(sides):
+        for k, mode in enumerate(modes):
+            rows, p = load(mode)
+            table[f"{side}/{mode}"] = {"D": rows, "p": p}
+            rows = np.asarray(rows)
+            ax = axes[row, k + 1]
+            for j, label in enumerate(("training reals", "held-out reals", "fakes (G_ema)")):
+                ax.plot(rows[:, 0], rows[:, 1 + j], marker="o", markersize=3, label=label)
+            ax.axhline(0, color="grey", linewidth=0.5)
+            ax.set_title(f"{side}, {mode}: mean D output")
+            ax.set_xlabel("kimg")
+            ax.legend(fontsize=7)
+            if p:
+                p = np.asarray(p, dtype=np.float64)
+                axes[row, 0].plot(p[:, 0], p[:, 1], label=f"{mode}: p")
+                axes[row, 0].plot(p[:, 0], p[:, 2], linestyle="--", label=f"{mode}: r_t")
+        axes[row, 0].axhline(0.6, color="grey", linewidth=0.5)
+        axes[row, 0].set_title(f"{side}: p and r_t (target 0.6)")
+        axes[row, 0].set_xlabel("kimg")
+        axes[row, 0].legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(out, dpi=60)
-    print(json.dumps(table))
-    print(f"wrote {out}")
+    fig.savefig(out, dpi=64)
+    with open(os.path.splitext(out)[0] + ".json", "w") as f:
+        json.dump(table, f)
+    print(f"wrote {out} and its numbers beside it (.json)")
 
 
 def main(argv: list[str]) -> None:

@@ -169,7 +169,8 @@ class StyleGAN2(Recipe):
     def draw_inputs(self, phase: str, key: jax.Array, batch: Batch) -> Inputs:
         """The random inputs of one G forward: z, labels, style-mixing draws, noise key, pl noise."""
         n = self.phase_batch(phase)
-        k_z, k_mix, k_noise, k_pl, k_aug = jax.random.split(key, 5)
+        k_z, k_mix, k_noise, k_pl = jax.random.split(key, 4)
+        k_aug = jax.random.fold_in(key, 4)  # the augmentation's draws leave the others as they were without it
         if phase == "Dreg":
             return {"augment_key": k_aug} if self.augment.pipe is not None else {}
         inputs: Inputs = {"z": jax.random.normal(k_z, (n, self.G.z_dim), jnp.float32),
