@@ -45,6 +45,8 @@ _NETWORK = flags.DEFINE_string("network", None, "An NVIDIA network pickle (Style
                                "StyleGAN TF pickle), converted in memory: instead of --workdir (generate.py's --network).")
 _BATCH = flags.DEFINE_integer("batch", 16, "Images per device batch (the last one is padded to it); lower it when "
                               "memory runs out.")
+_PROJECTED_W = flags.DEFINE_string("projected_w", None, "generate: render the ws of a projected_w.npz (gan_jax.project) "
+                                   "as proj00.png, ... instead of --seeds (generate.py's --projected-w).")
 
 
 def parse_range(spec: str) -> list[int]:
@@ -238,7 +240,11 @@ def main(argv: list[str]) -> None:
     os.makedirs(_OUTDIR.value, exist_ok=True)
     sampler = Sampler(_WORKDIR.value, _STEP.value, network=_NETWORK.value, batch_size=_BATCH.value)
     common = dict(truncation_psi=_TRUNC.value, class_idx=_CLASS.value, noise_mode=_NOISE.value, sampler=sampler)
-    if command == "generate":
+    if command == "generate" and _PROJECTED_W.value:  # proj00.png, ... as generate.py --projected-w
+        from gan_jax.project import render_projected_w  # noqa: PLC0415
+        paths = render_projected_w(sampler, _PROJECTED_W.value, _OUTDIR.value, _NOISE.value)
+        print(f"wrote {len(paths)} images to {_OUTDIR.value}")
+    elif command == "generate":
         seeds = parse_range(_SEEDS.value)
         images = generate(_WORKDIR.value, seeds, **common)
         for seed, img in zip(seeds, images):
