@@ -137,12 +137,12 @@ def iteration(fx, recipe):
     rec["Greg"] = (g, buffers, m, pl_mean)
     state = recipe.apply_grads(state, "G", recipe.opt["G"], g).replace(extra={**state.extra, "G_buffers": buffers, "pl_mean": pl_mean})
 
-    g, buffers, m = jax.jit(recipe.dmain_grads)(state, batch, inputs("Dmain", None, batch))
+    g, buffers, m, _ = jax.jit(recipe.dmain_grads)(state, batch, inputs("Dmain", None, batch))
     rec["Dmain"] = (g, buffers, m)
     state = recipe.apply_grads(state, "D", recipe.opt["D"], g).replace(extra={**state.extra, "G_buffers": buffers})
     rec["after_Dmain"] = state.params["D"]
 
-    g, m = jax.jit(recipe.dreg_grads)(state, batch)
+    g, m, _ = jax.jit(recipe.dreg_grads)(state, batch)
     rec["Dreg"] = (g, m)
     state = recipe.ema_update(recipe.apply_grads(state, "D", recipe.opt["D"], g))
     rec["final"] = state
@@ -152,10 +152,12 @@ def iteration(fx, recipe):
 def test_phase_losses_and_regularisers(fx, iteration):
     it = fx[2]
     checks = {
-        "Gmain": {"Loss/G/loss": "Loss/G/loss", "Loss/scores/fake": "Loss/scores/fake"},
+        "Gmain": {"Loss/G/loss": "Loss/G/loss", "Loss/scores/fake": "Loss/scores/fake", "Loss/signs/fake": "Loss/signs/fake"},
         "Greg": {"Loss/pl_penalty": "Loss/pl_penalty", "Loss/G/reg": "Loss/G/reg"},
-        "Dmain": {"Loss/D/loss": "Loss/D/loss", "Loss/scores/fake": "Loss/scores/fake", "Loss/scores/real": "Loss/scores/real"},
-        "Dreg": {"Loss/r1_penalty": "Loss/r1_penalty", "Loss/D/reg": "Loss/D/reg", "Loss/scores/real": "Loss/scores/real"},
+        "Dmain": {"Loss/D/loss": "Loss/D/loss", "Loss/scores/fake": "Loss/scores/fake", "Loss/scores/real": "Loss/scores/real",
+                  "Loss/signs/fake": "Loss/signs/fake", "Loss/signs/real": "Loss/signs/real"},
+        "Dreg": {"Loss/r1_penalty": "Loss/r1_penalty", "Loss/D/reg": "Loss/D/reg", "Loss/scores/real": "Loss/scores/real",
+                 "Loss/signs/real": "Loss/signs/real"},
     }
     for phase, names in checks.items():
         metrics = iteration[phase][-1] if phase in ("Dreg",) else iteration[phase][2]
