@@ -39,6 +39,13 @@ def limited_config(mode: str):
     from gan_jax.configs import default  # noqa: PLC0415
 
     c = default.get_config()
+    # The network and schedule of the documented runs (the demo's settings before 2026-12-06 09:00):
+    for kw in (c.model.G.synthesis_kwargs, c.model.D):
+        kw.channel_base, kw.channel_max = 1024, 128
+    c.model.G.synthesis_kwargs.use_noise = True
+    c.train.style_mixing_prob = 0.9
+    c.train.g_lr = c.train.d_lr = 0.0025
+    c.train.r1_gamma = 0.01
     c.data.num_images = _NUM_IMAGES.value
     c.augment.mode = mode
     c.augment.pipe = "bgc" if mode != "noaug" else None
