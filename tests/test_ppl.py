@@ -77,10 +77,10 @@ def upstream(tmp_path_factory):
     return torch, networks, perceptual_path_length
 
 
-@pytest.fixture(scope="module")
-def distance_nets(upstream):
-    """(torch module with vgg16.pt's call signature, JAX variables for ppl.lpips_features)."""
-    torch = upstream[0]
+def lpips_distance_nets(torch) -> tuple:
+    """The distance network on both sides, the same weights: ``(torch module with vgg16.pt's call
+    signature, the lpips.LPIPS model, JAX variables for ppl.lpips_features, the VGG16 trunk's state dict
+    in torchvision's names)``. lpips' random trunk (``pnet_rand``) with random biases, its shipped lins."""
     _register_bare_torchvision()
     lpips = pytest.importorskip("lpips")
     from gan_jax.metrics import lpips as glp
@@ -94,9 +94,10 @@ def distance_nets(upstream):
         for name, p in model.net.named_parameters():
             if name.endswith("bias"):
                 p.copy_(torch.randn_like(p) * 0.05)
+    model.requires_grad_(False)
 
     class LPIPSFeatures(torch.nn.Module):
-        """``vgg16(img [N, 3, H, W] in 0..255, resize_images=False, return_lpips=True)`` -> [N, D]."""
+        """``vgg16(img [N, 3, H, W] in 0..255, resize_images=False, return_lpips=True)`` -> [N, D] (NHWC order)."""
 
         def __init__(self, model):
             super().__init__()
@@ -105,20 +106,25 @@ def distance_nets(upstream):
         def forward(self, img, resize_images=False, return_lpips=False):
             assert not resize_images and return_lpips
             x = self.model.scaling_layer(img / 127.5 - 1)
-            outs = self.model.net.forward(x)
             feats = []
-            for k, f in enumerate(outs):
+            for k, f in enumerate(self.model.net.forward(x)):
                 w = self.model.lins[k].model[-1].weight  # [1, C, 1, 1]
                 f = lpips.normalize_tensor(f) * w.reshape(1, -1, 1, 1).sqrt() / np.sqrt(f.shape[2] * f.shape[3])
                 feats.append(f.permute(0, 2, 3, 1).reshape(f.shape[0], -1))  # NHWC order, as the JAX side
             return torch.cat(feats, dim=1)
 
     state = {k: v.numpy() for k, v in model.state_dict().items()}
-    trunk = vgg16.variables_from_torchvision(
-        {"features." + k.split(".", 2)[2]: v for k, v in state.items() if k.startswith("net.")}, classifier=False)
+    trunk_state = {"features." + k.split(".", 2)[2]: v for k, v in state.items() if k.startswith("net.")}
+    trunk = vgg16.variables_from_torchvision(trunk_state, classifier=False)
     lins = glp.lin_params_from_state({k: v for k, v in state.items() if k.startswith("lin") and not k.startswith("lins.")})
     variables = {"params": {"net": trunk["params"]["features"], **lins}}
-    return LPIPSFeatures(model).eval(), model, variables
+    return LPIPSFeatures(model).eval(), model, variables, trunk_state
+
+
+@pytest.fixture(scope="module")
+def distance_nets(upstream):
+    """(torch module with vgg16.pt's call signature, the lpips model, JAX variables for ppl.lpips_features)."""
+    return lpips_distance_nets(upstream[0])[:3]
 
 
 def _official_generator(upstream, *, res=32, channels=3, c_dim=0, seed=1):

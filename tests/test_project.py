@@ -35,7 +35,6 @@ import subprocess
 import sys
 import tarfile
 import types
-import warnings
 
 import numpy as np
 import pytest
@@ -108,48 +107,11 @@ def upstream(tmp_path_factory):
 @pytest.fixture(scope="module")
 def distance_nets(upstream):
     """(torch module with vgg16.pt's call signature, JAX variables for ppl.lpips_features, the torch
-    VGG16 trunk's state dict in torchvision's names)."""
-    from test_ppl import _register_bare_torchvision
+    VGG16 trunk's state dict in torchvision's names): tests/test_ppl.py's distance network."""
+    from test_ppl import lpips_distance_nets
 
-    torch = upstream[0]
-    _register_bare_torchvision()
-    lpips = pytest.importorskip("lpips")
-    from gan_jax.metrics import lpips as glp
-    from gan_jax.metrics import vgg16
-
-    torch.manual_seed(0)
-    with warnings.catch_warnings():  # lpips passes torchvision's deprecated pretrained=False
-        warnings.simplefilter("ignore", UserWarning)
-        model = lpips.LPIPS(net="vgg", pnet_rand=True, version="0.1", verbose=False).eval()
-    with torch.no_grad():  # torchvision zeroes the biases; random ones exercise them
-        for name, p in model.net.named_parameters():
-            if name.endswith("bias"):
-                p.copy_(torch.randn_like(p) * 0.05)
-    model.requires_grad_(False)
-
-    class LPIPSFeatures(torch.nn.Module):
-        """``vgg16(img [N, 3, H, W] in 0..255, resize_images=False, return_lpips=True)`` -> [N, D] (NHWC order)."""
-
-        def __init__(self, model):
-            super().__init__()
-            self.model = model
-
-        def forward(self, img, resize_images=False, return_lpips=False):
-            assert not resize_images and return_lpips
-            x = self.model.scaling_layer(img / 127.5 - 1)
-            feats = []
-            for k, f in enumerate(self.model.net.forward(x)):
-                w = self.model.lins[k].model[-1].weight  # [1, C, 1, 1]
-                f = lpips.normalize_tensor(f) * w.reshape(1, -1, 1, 1).sqrt() / np.sqrt(f.shape[2] * f.shape[3])
-                feats.append(f.permute(0, 2, 3, 1).reshape(f.shape[0], -1))
-            return torch.cat(feats, dim=1)
-
-    state = {k: v.numpy() for k, v in model.state_dict().items()}
-    trunk_state = {"features." + k.split(".", 2)[2]: v for k, v in state.items() if k.startswith("net.")}
-    trunk = vgg16.variables_from_torchvision(trunk_state, classifier=False)
-    lins = glp.lin_params_from_state({k: v for k, v in state.items() if k.startswith("lin") and not k.startswith("lins.")})
-    variables = {"params": {"net": trunk["params"]["features"], **lins}}
-    return LPIPSFeatures(model).eval(), variables, trunk_state
+    wrapper, _, variables, trunk_state = lpips_distance_nets(upstream[0])
+    return wrapper, variables, trunk_state
 
 
 @pytest.fixture(scope="module")
