@@ -16,7 +16,10 @@ Where a shape cannot follow the data: the official code reflect-pads the batch b
 depends on the draws (the transformed corners, at most ``W - 1`` / ``H - 1``). Here the batch is
 reflect-padded by that maximum, and the pixels outside the official margin (computed the same way,
 per group of rows as each GPU computes it over its own batch) are zeroed before and after the
-upsampling, so that the bilinear sampler reads exactly what the official one reads.
+upsampling, so that the bilinear sampler reads exactly what the official one reads. Up to
+``MATRIX_MAX_SIZE`` pixels a side, padding, masking and the 2x upsampling are one matrix per axis and
+image, and the final 2x downsampling one constant matrix per axis: matrix products, whose gradients
+are matrix products, cost little at any margin; larger images take the official filters.
 """
 
 from __future__ import annotations
@@ -29,9 +32,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gan_jax.nn.upfirdn2d import downsample2d, setup_filter, upsample2d
+from gan_jax.nn.upfirdn2d import downsample2d, setup_filter, upfirdn1d_matrix, upsample2d
 
 _HIGHEST = jax.lax.Precision.HIGHEST
+# Up to this side the geometric resampling runs as matrix products: per pixel their cost grows with
+# the side, the filters' does not; on a CPU core the two met near 256 (docs/performance.md, [ada]).
+MATRIX_MAX_SIZE = 128
 
 # Low-pass filters of the orthogonal wavelets the official pipe uses (training/augment.py `wavelets`).
 SYM2 = [-0.12940952255092145, 0.22414386804185735, 0.836516303737469, 0.48296291314469025]
@@ -281,13 +287,18 @@ class AugmentPipe:
     # -- the pipeline -----------------------------------------------------------------------------
 
     def __call__(self, images: jax.Array, p: jax.Array | float, key: jax.Array | None = None, *,
-                 draws: Mapping[str, jax.Array] | None = None, groups: int = 1) -> jax.Array:
+                 draws: Mapping[str, jax.Array] | None = None, groups: int = 1, resample: str = "auto") -> jax.Array:
         """Augment float ``images`` [N, H, W, C] (C = 1 or 3) with strength ``p``.
 
         ``key`` draws the randomness, or ``draws`` gives it (``draw`` / ``draws_from_torch_sequence``).
         ``groups``: the batch is that many consecutive groups of rows, each padded by its own margin
         as each GPU of the official trainer pads its own batch (``N / groups`` rows per device).
+        ``resample``: how the geometric path pads and resamples, with equal numbers: ``'matrix'``
+        (matrix products), ``'filter'`` (the official ops), ``'auto'`` (matrices up to
+        ``MATRIX_MAX_SIZE`` pixels a side, where they are the faster, docs/performance.md).
         """
+        if resample not in ("auto", "matrix", "filter"):
+            raise ValueError(f"AugmentPipe: resample must be 'auto', 'matrix' or 'filter', got {resample!r}")
         if images.ndim != 4 or images.shape[-1] not in (1, 3):
             raise ValueError(f"AugmentPipe expects images [N, H, W, C] with C = 1 or 3, got shape {images.shape}")
         n, h, w, c = images.shape
@@ -300,7 +311,7 @@ class AugmentPipe:
         d = {k: jnp.asarray(v, jnp.float32) for k, v in draws.items()}
         p = jnp.asarray(p, jnp.float32)
         images = images.astype(jnp.float32)
-        images = self._geometric(images, p, d, groups)
+        images = self._geometric(images, p, d, groups, resample)
         images = self._color(images, p, d)
         if self.imgfilter > 0:
             images = self._filter(images, p, d)
@@ -354,7 +365,7 @@ class AugmentPipe:
             g_inv = _mm(g_inv, m)
         return g_inv
 
-    def _geometric(self, images: jax.Array, p: jax.Array, d, groups: int) -> jax.Array:
+    def _geometric(self, images: jax.Array, p: jax.Array, d, groups: int, resample: str) -> jax.Array:
         n, h, w, c = images.shape
         g_inv = self._geometric_matrix(p, d, n, h, w)
         if g_inv is None:
@@ -373,21 +384,23 @@ class AugmentPipe:
         margin = jnp.repeat(jnp.ceil(margin).astype(jnp.int32), n // groups, axis=0)  # [N, 4]
         mx0, my0, mx1, my1 = (margin[:, i] for i in range(4))
 
-        # Reflect-pad by the largest margin; zero what lies outside this image's official padding.
+        # Reflect-pad by the largest margin S - 1, zero what lies outside this image's official
+        # padding, upsample 2x, zero again outside it: [N, 2 (3 H - 2), 2 (3 W - 2), C].
         px, py = w - 1, h - 1
-        x = jnp.pad(images, ((0, 0), (py, py), (px, px), (0, 0)), mode="reflect")
+        matrices = resample == "matrix" or (resample == "auto" and max(h, w) <= MATRIX_MAX_SIZE)
+        if matrices:  # one matrix per axis and image
+            a_x = _pad_upsample_matrices(w, hz, mx0, mx1)
+            a_y = _pad_upsample_matrices(h, hz, my0, my1)
+            x = jnp.einsum("nyi,nijc->nyjc", a_y, images, precision=_HIGHEST)
+            x = jnp.einsum("nxj,nyjc->nyxc", a_x, x, precision=_HIGHEST)
+        else:  # the official ops on the largest padding, masked
+            def mask(x, scale):
+                inside_x = _window(x.shape[2], px - mx0, px + w + mx1, scale)
+                inside_y = _window(x.shape[1], py - my0, py + h + my1, scale)
+                return x * (inside_y[:, :, None, None] & inside_x[:, None, :, None]).astype(x.dtype)
 
-        def window(size, lo, hi, scale):  # [N, size] bool: positions inside [lo, hi) * scale
-            pos = jnp.arange(size)[None, :]
-            return (pos >= (lo * scale)[:, None]) & (pos < (hi * scale)[:, None])
-
-        def mask(x, scale):
-            inside_x = window(x.shape[2], px - mx0, px + w + mx1, scale)
-            inside_y = window(x.shape[1], py - my0, py + h + my1, scale)
-            return x * (inside_y[:, :, None, None] & inside_x[:, None, :, None]).astype(x.dtype)
-
-        x = upsample2d(mask(x, 1), hz, up=2)
-        x = mask(x, 2)
+            x = jnp.pad(images, ((0, 0), (py, py), (px, px), (0, 0)), mode="reflect")
+            x = mask(upsample2d(mask(x, 1), hz, up=2), 2)
 
         # The official chain of matrices, in the official padded frame (origin at its centre).
         fmx0, fmx1, fmy0, fmy1 = (v.astype(jnp.float32) for v in (mx0, mx1, my0, my1))
@@ -407,7 +420,14 @@ class AugmentPipe:
         iy = ((gy + 1) * in_h[:, None, None] - 1) / 2 + (2 * (py - my0)).astype(jnp.float32)[:, None, None]
         x = bilinear_sample(x, ix, iy)
 
-        return downsample2d(x, hz, down=2, padding=-hz_pad * 2, flip_filter=True)
+        if not matrices:
+            return downsample2d(x, hz, down=2, padding=-hz_pad * 2, flip_filter=True)
+        # The same downsample2d as one constant matrix per axis.
+        pad = -hz_pad * 2 + (hz.shape[0] - 1) // 2, -hz_pad * 2 + (hz.shape[0] - 2) // 2
+        d_x = jnp.asarray(upfirdn1d_matrix(out_w, hz, down=2, padding=pad, flip_filter=True))
+        d_y = jnp.asarray(upfirdn1d_matrix(out_h, hz, down=2, padding=pad, flip_filter=True))
+        x = jnp.einsum("yi,nijc->nyjc", d_y, x, precision=_HIGHEST)
+        return jnp.einsum("xj,nyjc->nyxc", d_x, x, precision=_HIGHEST)
 
     def _color(self, images: jax.Array, p: jax.Array, d) -> jax.Array:
         n, h, w, c = images.shape
@@ -471,22 +491,44 @@ class AugmentPipe:
         return images * keep[..., None].astype(images.dtype)
 
 
+def _pad_upsample_matrices(size: int, hz: np.ndarray, m0: jax.Array, m1: jax.Array) -> jax.Array:
+    """[N, 2 P, size] with P = 3 size - 2: per image, reflect-pad by ``size - 1``, keep ``[m0, m1]`` of
+    it (the official margins [N]), upsample 2x with ``hz`` (``upsample2d``), keep the same window x 2."""
+    pad = size - 1
+    padded = pad * 2 + size
+    reflect = np.pad(np.eye(size, dtype=np.float32), ((pad, pad), (0, 0)), mode="reflect")  # [P, size]
+    taps = hz.shape[0]
+    up = upfirdn1d_matrix(padded, hz, up=2, padding=((taps + 1) // 2, (taps - 2) // 2), gain=2.0)  # [2P, P]
+
+    keep_in = _window(padded, pad - m0, pad + size + m1, 1).astype(jnp.float32)  # [N, P]
+    keep_out = _window(2 * padded, pad - m0, pad + size + m1, 2).astype(jnp.float32)  # [N, 2P]
+    inner = keep_in[:, :, None] * jnp.asarray(reflect)[None]  # [N, P, size]
+    return keep_out[:, :, None] * jnp.einsum("ij,njk->nik", jnp.asarray(up), inner, precision=_HIGHEST)
+
+
+def _window(length: int, lo: jax.Array, hi: jax.Array, scale: int) -> jax.Array:
+    """bool [N, length]: the positions inside ``[lo, hi) * scale`` ([N] each)."""
+    pos = jnp.arange(length)[None, :]
+    return (pos >= (lo * scale)[:, None]) & (pos < (hi * scale)[:, None])
+
+
 def bilinear_sample(x: jax.Array, ix: jax.Array, iy: jax.Array) -> jax.Array:
     """``x`` [N, H, W, C] read at pixel positions ``(ix, iy)`` [N, Ho, Wo] (pixel centres at integers),
-    bilinearly, zero outside: ``torch.nn.functional.grid_sample``'s arithmetic after unnormalising."""
+    bilinearly, zero outside: ``torch.nn.functional.grid_sample``'s arithmetic after unnormalising.
+    The four neighbours are one gather (its gradient one scatter-add)."""
     n, h, w, c = x.shape
     x0, y0 = jnp.floor(ix), jnp.floor(iy)
-    flat = x.reshape(n, h * w, c)
-    out = 0.0
+    rows, weights = [], []
     for dy in (0, 1):
         for dx in (0, 1):
             xs, ys = x0 + dx, y0 + dy
             weight = (1 - jnp.abs(ix - xs)) * (1 - jnp.abs(iy - ys))
             inside = (xs >= 0) & (xs <= w - 1) & (ys >= 0) & (ys <= h - 1)
-            idx = (jnp.clip(ys, 0, h - 1) * w + jnp.clip(xs, 0, w - 1)).astype(jnp.int32).reshape(n, -1)
-            values = jnp.take_along_axis(flat, idx[:, :, None], axis=1).reshape(*ix.shape, c)
-            out = out + values * jnp.where(inside, weight, 0.0)[..., None]
-    return out
+            rows.append((jnp.clip(ys, 0, h - 1) * w + jnp.clip(xs, 0, w - 1)).astype(jnp.int32))
+            weights.append(jnp.where(inside, weight, 0.0))
+    image = jnp.arange(n, dtype=jnp.int32)[:, None, None, None] * (h * w)
+    values = x.reshape(n * h * w, c).at[jnp.stack(rows, -1) + image].get(mode="promise_in_bounds")  # [N, Ho, Wo, 4, C]
+    return jnp.einsum("nhwkc,nhwk->nhwc", values, jnp.stack(weights, -1), precision=_HIGHEST)
 
 
 # -- the training settings: NVIDIA's train.py --aug / --p / --target / --augpipe -----------------------

@@ -34,20 +34,29 @@ def test_presets_are_nvidias():
     assert augment.PRESETS == json.loads(str(REFS["presets"]))
 
 
-def _run_case(preset, res, ch, p, seed):
+def _run_case(preset, res, ch, p, seed, resample="auto"):
     """Output and d sum(output * weights) / d input, NHWC, with the official draws replayed."""
     pipe = augment.AugmentPipe(**augment.preset(preset))
     images, weights = make_refs.make_images(seed, res, ch)
     specs = pipe.draw_specs(images.shape)
     draws = pipe.draws_from_torch_sequence(make_refs.numpy_draws(seed, [(s.kind, s.torch_shape) for s in specs]), images.shape)
-    out, vjp = jax.vjp(lambda x: pipe(x, p, draws=draws), jnp.asarray(images))
+    out, vjp = jax.vjp(lambda x: pipe(x, p, draws=draws, resample=resample), jnp.asarray(images))
     (grad,) = vjp(jnp.asarray(weights))
     return np.asarray(out), np.asarray(grad)
 
 
-@pytest.mark.parametrize("name,preset,res,ch,p,seed", CASES, ids=[c[0] for c in CASES])
-def test_matches_official_pipe_with_replayed_draws(name, preset, res, ch, p, seed):
-    out, grad = _run_case(preset, res, ch, p, seed)
+# The geometric path has two implementations with equal numbers (matrix products up to
+# augment.MATRIX_MAX_SIZE, the official filters above): the reference cases run with the default
+# (matrices at these sizes), and the first case of each preset with geometric ops with the filters.
+_GEOMETRIC_CASES = [next(c for c in CASES if c[1] == preset) for preset in augment.PRESETS
+                    if any(k in augment.PRESETS[preset] for k in ("xflip", "scale"))]
+_ALL_CASES = [(*c, "auto") for c in CASES] + [(*c, "filter") for c in _GEOMETRIC_CASES]
+
+
+@pytest.mark.parametrize("name,preset,res,ch,p,seed,resample", _ALL_CASES,
+                         ids=[c[0] + ("" if c[-1] == "auto" else "-filter") for c in _ALL_CASES])
+def test_matches_official_pipe_with_replayed_draws(name, preset, res, ch, p, seed, resample):
+    out, grad = _run_case(preset, res, ch, p, seed, resample)
     idx = make_refs.selected_positions(seed, out.size)
     selected, sums = REFS[f"{name}/selected"], REFS[f"{name}/sums"]
     # Images in [-1, 1] pass through a dozen float32 resampling and matrix steps: 1e-4 absolute (the
@@ -135,3 +144,23 @@ def test_bad_arguments_are_named():
         augment.AugmentPipe.from_kwargs(xflipp=1)
     with pytest.raises(ValueError, match=r"C = 1 or 3"):
         augment.AugmentPipe(xflip=1)(jnp.zeros((1, 8, 8, 2)), 0.5, jax.random.PRNGKey(0))
+    with pytest.raises(ValueError, match=r"resample must be 'auto', 'matrix' or 'filter', got 'fast'"):
+        augment.AugmentPipe(xflip=1)(jnp.zeros((1, 8, 8, 3)), 0.5, jax.random.PRNGKey(0), resample="fast")
+
+
+def test_large_images_take_the_filters_with_the_matrices_numbers():
+    """Above MATRIX_MAX_SIZE 'auto' resamples with the official filters; forced matrices give the
+    same output and gradient (two implementations of one linear map, at images' scale ~1)."""
+    size = augment.MATRIX_MAX_SIZE + 8
+    pipe = augment.AugmentPipe(**augment.preset("bg"))
+    rng = np.random.RandomState(5)
+    images = jnp.asarray(rng.uniform(-1, 1, (2, size, size, 3)).astype(np.float32))
+    weights = jnp.asarray(rng.randn(2, size, size, 3).astype(np.float32))
+    draws = pipe.draw(jax.random.PRNGKey(3), images.shape)
+    results = {}
+    for resample in ("auto", "matrix"):
+        out, vjp = jax.vjp(lambda x: pipe(x, 0.9, draws=draws, resample=resample), images)
+        results[resample] = (np.asarray(out), np.asarray(vjp(weights)[0]))
+    assert_close(results["auto"][0], results["matrix"][0], atol=1e-5, what="output")
+    assert_close(results["auto"][1], results["matrix"][1], rtol=1e-5, what="gradient")
+    assert np.abs(results["auto"][0] - np.asarray(images)).max() > 0.1  # a real transformation ran

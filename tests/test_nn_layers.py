@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import importlib
 
 import jax
 import jax.numpy as jnp
@@ -191,3 +192,36 @@ def test_upfirdn2d_shift_sum_paths_match_a_direct_convolution(shape, down):
     want = out[:, ::dy, ::dx]
     got = gnn.upfirdn2d(jnp.asarray(x), f, up=up, down=down, padding=pad)
     assert_close(got, want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("taps,up,down,pad,flip", [
+    ([1, 3, 3, 1], 2, 1, [2, 1, 2, 1], False),     # G's upsampling filter (setup_filter: 2-D, rank 1)
+    ([1, 3, 3, 1], 1, 2, [1, 1, 1, 1], False),     # D's downsampling filter
+    ([1, 3, 3, 1], 1, 1, [-1, 2, 0, 1], True),     # crop on one side, correlation
+    (list(range(1, 13)), 2, 1, [6, 5, 6, 5], False),  # a 12-tap separable filter (the ADA pipe's sym6 size)
+    (list(range(1, 13)), 1, 2, [4, 3, 5, -1], True),
+])
+def test_upfirdn2d_gradients_are_the_transposed_matrices(taps, up, down, pad, flip):
+    """upfirdn2d is ``My x Mx^T`` per channel; its gradient (a hand-written rule, gan_jax.nn.upfirdn2d
+    ._fir_bwd) must be ``My^T ct Mx``, and the gradient of that gradient with respect to the cotangent
+    (R1's second derivative) the forward map again. The matrices are built column by column in numpy
+    from the four official steps (upfirdn1d_matrix), independently of the JAX shifted sums."""
+    upf = importlib.import_module("gan_jax.nn.upfirdn2d")
+    f = upf.setup_filter(taps)
+    taps_1d = np.asarray(taps, np.float64) / np.sum(taps)
+    gain = 3.0
+    rng = np.random.RandomState(len(taps) + up + 3 * down)
+    x = rng.randn(2, 11, 9, 3).astype(np.float32)
+    mx = upf.upfirdn1d_matrix(9, taps_1d, up, down, pad[:2], flip, np.sqrt(gain)).astype(np.float64)
+    my = upf.upfirdn1d_matrix(11, taps_1d, up, down, pad[2:], flip, np.sqrt(gain)).astype(np.float64)
+
+    def fn(x):
+        return upf.upfirdn2d(x, f, up=up, down=down, padding=pad, flip_filter=flip, gain=gain)
+
+    out, vjp = jax.vjp(fn, jnp.asarray(x))
+    assert_close(out, np.einsum("yi,nijc,xj->nyxc", my, x, mx), rtol=1e-5, what="forward")
+    ct = rng.randn(*out.shape).astype(np.float32)
+    assert_close(vjp(jnp.asarray(ct))[0], np.einsum("yi,nyxc,xj->nijc", my, ct, mx), rtol=1e-5, what="gradient")
+    w = rng.randn(*x.shape).astype(np.float32)
+    second = jax.grad(lambda c: jnp.sum(jnp.asarray(w) * vjp(c)[0]))(jnp.asarray(ct))
+    assert_close(second, np.einsum("yi,nijc,xj->nyxc", my, w, mx), rtol=1e-5, what="gradient of the gradient")

@@ -12,6 +12,7 @@ Filters are numpy arrays made by ``setup_filter``: ``[fh, fw]`` (non-separable) 
 
 from __future__ import annotations
 
+import functools
 from typing import Sequence, Union
 
 import jax
@@ -105,7 +106,12 @@ def _rank1(f: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
 
 def _shifted_sum(x: jax.Array, taps: np.ndarray, axis: int, stride: int) -> jax.Array:
     """VALID correlation of ``x`` with the 1-D ``taps`` along ``axis``, keeping every ``stride``-th output."""
-    k = taps.shape[0]
+    return _fir(x, tuple(float(t) for t in np.asarray(taps, np.float32)), axis, stride)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2, 3))
+def _fir(x: jax.Array, taps: tuple[float, ...], axis: int, stride: int) -> jax.Array:
+    k = len(taps)
     n_out = (x.shape[axis] - k) // stride + 1
     out = None
     for i, t in enumerate(taps):
@@ -118,6 +124,25 @@ def _shifted_sum(x: jax.Array, taps: np.ndarray, axis: int, stride: int) -> jax.
         shape[axis] = n_out
         out = jnp.zeros(shape, x.dtype)
     return out
+
+
+def _fir_fwd(x, taps, axis, stride):
+    return _fir(x, taps, axis, stride), x.shape[axis]
+
+
+def _fir_bwd(taps, axis, stride, size, ct):
+    # The gradient of a correlation is the correlation of the zero-inserted, padded cotangent with
+    # the reversed taps: one pad and k shifted sums, as the forward (autodiff's transpose of the k
+    # slices is k full-size pads, ~3-6x the forward's time on a CPU). Itself a _fir, so R1's second
+    # derivative takes the same path.
+    k, n_out = len(taps), ct.shape[axis]
+    zero = jnp.zeros((), ct.dtype)
+    config = [(0, 0, 0)] * ct.ndim
+    config[axis] = (k - 1, size - (n_out - 1) * stride - 1, stride - 1)
+    return (_fir(lax.pad(ct, zero, config), taps[::-1], axis, 1),)
+
+
+_fir.defvjp(_fir_fwd, _fir_bwd)
 
 
 def _correlate(x: jax.Array, f: np.ndarray, stride: tuple[int, int]) -> jax.Array:
@@ -217,3 +242,38 @@ def downsample2d(
     fw, fh = filter_size(f)
     p = [px0 + (fw - downx + 1) // 2, px1 + (fw - downx) // 2, py0 + (fh - downy + 1) // 2, py1 + (fh - downy) // 2]
     return upfirdn2d(x, f, down=down, padding=p, flip_filter=flip_filter, gain=gain)
+
+
+def upfirdn1d_matrix(
+    size: int,
+    taps: Sequence[float] | np.ndarray,
+    up: int = 1,
+    down: int = 1,
+    padding: tuple[int, int] = (0, 0),
+    flip_filter: bool = False,
+    gain: float = 1.0,
+) -> np.ndarray:
+    """float32 ``[size_out, size]``: ``upfirdn2d``'s arithmetic along one axis as a matrix.
+
+    For a separable ``[taps]`` filter ``f``, ``upfirdn2d(x, f, up, down, [x0, x1, y0, y1], flip, gain)``
+    equals ``My @ x @ Mx.T`` per image and channel, with ``Mx = upfirdn1d_matrix(W, f, up, down,
+    (x0, x1), flip, sqrt(gain))`` and ``My`` the same along H (``gain`` here is one axis' share).
+    A matrix product is one call on a CPU whose gradient is another, where the shifted sums' gradient
+    is a chain of pads.
+    """
+    f = np.asarray(taps, np.float64).reshape(-1) * gain
+    if not flip_filter:  # convolution = correlation with the flipped filter
+        f = f[::-1]
+    pad0, pad1 = (int(p) for p in padding)
+    length = size * up + pad0 + pad1  # zero-inserted (size * up, trailing zeros included), padded
+    size_out = (length - f.size) // down + 1
+    if size_out < 1:
+        raise ValueError(f"upfirdn1d_matrix: {size} samples with up={up}, padding={padding} are fewer than "
+                         f"the filter's {f.size} taps")
+    m = np.zeros((size_out, size), np.float64)
+    for k in range(size_out):
+        for t, tap in enumerate(f):
+            i, r = divmod(k * down + t - pad0, up)  # sample i of x sits at pad0 + i * up
+            if r == 0 and 0 <= i < size:
+                m[k, i] += tap
+    return m.astype(np.float32)
