@@ -12,15 +12,21 @@ import ml_collections
 
 
 def fid_config(metric: str = "fid50k_full", every_kimg: float = 200.0) -> ml_collections.ConfigDict:
-    """FID of G_ema during training (NVIDIA's train.py --metrics=fid50k_full at every snapshot,
-    network_snapshot_ticks 50 x 4 kimg). Without Inception weights it is off, with a message."""
+    """Metrics of G_ema during training (NVIDIA's train.py --metrics=fid50k_full at every snapshot,
+    network_snapshot_ticks 50 x 4 kimg). A metric without its weights file is off, with a message."""
     f = ml_collections.ConfigDict()
-    f.metric = metric  # metric_main.py names: fid50k_full, fid10k, kid50k_full, is50k, plain counts (fid500); swd16k
+    # One name or a comma-separated list, as train.py --metrics (gan_jax/metrics/evaluation.py): metric_main.py
+    # names fid50k_full, kid50k_full, is50k, pr50k3_full, ppl_zfull, ppl_wfull, ppl_zend, ppl_wend, ppl2_wend,
+    # legacy fid50k / kid50k / pr50k3, other counts (fid500, pr1k3, ppl_wend1k); ProGAN's swd16k.
+    f.metric = metric
+    f.best = ""  # the metric that ranks checkpoints (lower is better); '' = the first of f.metric
     f.every_kimg = every_kimg  # 0 = off
     f.at_start = False  # also before the first step (NVIDIA's train.py evaluates its tick-0 snapshot)
     f.convention = "nvidia"  # Inception input: 'nvidia' (TF1 resize) or 'pytorch_fid'
     f.inception = ""  # weights file; '' = search (gan_jax/metrics/weights.py)
     f.download = False  # fetch pytorch-fid's weights file (sha256-checked) when none is found
+    f.vgg16 = ""  # torchvision's vgg16-397923af.pth (pr*, ppl*); '' = search (gan_jax/metrics/vgg16.py)
+    f.lpips_lin = ""  # the lpips package's v0.1 vgg.pth (ppl*); '' = search (gan_jax/metrics/lpips.py)
     f.batch_size = 64  # images per Inception step, over all devices
     f.cache_dir = ""  # real statistics; '' = ~/.cache/gan_jax/fid_stats
     return f
@@ -55,6 +61,9 @@ def data_config(resolution: int) -> ml_collections.ConfigDict:
     d.use_labels = False  # NVIDIA's --cond
     d.num_images = 4096  # embedded dataset only
     d.num_classes = 0  # embedded dataset only: > 0 gives it class labels
+    d.max_shapes = 2  # embedded dataset only: shapes per image, 1 or 2 (one or two, even odds)
+    d.radius = (0.12, 0.28)  # embedded dataset only: the shapes' radius range, in image widths
+    d.palette = 0  # embedded dataset only: N > 0 = one of N saturated hues; 0 = any bright colour
     d.prefetch = 2  # batches loaded ahead (per worker process when data.workers > 0)
     # Processes that read, decode and x-flip images (grain workers): -1 = one per host core (at most 16)
     # for a folder or zip, 0 for the in-memory sources (embedded, tfds); 0 = a thread of the training process.

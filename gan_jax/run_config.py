@@ -31,6 +31,10 @@ def open_dataset(config: ml_collections.ConfigDict) -> data_lib.ImageSource:
     if d.source.startswith("embedded"):
         kwargs = {"num_images": int(d.num_images), "seed": int(config.seed),
                   "num_classes": int(d.get("num_classes", 0) or 0)}
+        # The embedded dataset's options (gan_jax/data/embedded.py), where a config has them.
+        for key in ("max_shapes", "radius", "palette"):
+            if d.get(key) is not None:
+                kwargs[key] = tuple(d.get(key)) if key == "radius" else int(d.get(key))
     elif d.source.startswith("tfds:") and d.get("tfds_data_dir"):
         kwargs = {"data_dir": os.path.expanduser(d.tfds_data_dir)}
     try:

@@ -90,11 +90,13 @@ def wall_time_limit(config: ml_collections.ConfigDict) -> float:
     return minutes
 
 
-def _log_metric(logger: Logger, fid: evaluation.TrainingFID, state: TrainState, step: int) -> float:
-    value, seconds = fid.compute(state)
-    logger.scalars(step, {fid.key: value})
-    logger.print(f"{fid.key} {value:.6g} ({seconds:.0f} s)")
-    return value
+def _log_metric(logger: Logger, fid: evaluation.TrainingFID, state: TrainState, step: int) -> float | None:
+    """Compute and log every metric of ``config.fid.metric``; returns the ranking metric's value (or None)."""
+    values, best, seconds = fid.compute_all(state)
+    logger.scalars(step, values)
+    for i, (key, value) in enumerate(values.items()):  # the first line carries the time of all
+        logger.print(f"{key} {value:.6g}" + ("" if i else f" ({seconds:.0f} s)"))
+    return best
 
 
 def _stopped_message(stop: StopRequest, done: int, directory: str) -> None:
@@ -148,9 +150,9 @@ def train(config: ml_collections.ConfigDict, workdir: str, max_steps: int | None
     stop_at = plan.total_steps if max_steps is None else min(plan.total_steps, start + max_steps)
 
     grids = SampleGrids(recipe, mesh, source, workdir, logger)
-    fid = evaluation.training_fid(config, mesh, source, grids.sample, recipe.sampling().z_dim)
-    if fid.evaluator is None and fid.metric:
-        logger.print(f"FID is off ({fid.reason}); training goes on without it")
+    fid = evaluation.training_fid(config, mesh, source, grids.sample, recipe.sampling().z_dim, recipe=recipe)
+    for message in fid.messages():  # a metric without its weights file: off, training goes on
+        logger.print(message)
     samples_due, ckpt_due = Cadence(config.log.sample_every_kimg), Cadence(config.checkpoint.every_kimg)
     log_every = max(1, int(config.log.every_steps))
     progress = Progress(logger, plan.images_at, plan.total_steps, recipe.console, start)

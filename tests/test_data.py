@@ -106,6 +106,67 @@ def test_embedded_gray_and_classes():
     assert src.name == "embedded:shapes-16-20-0-c1-k5"
 
 
+def test_embedded_default_images_are_unchanged():
+    # The images the embedded dataset has always drawn (docs/ada.md and the demo's figures rely on
+    # them): a digest of 64 images per form, recorded before the easier-data options were added.
+    import hashlib  # noqa: PLC0415
+
+    for kwargs, digest in (({}, "cb5329a43df7c47a"), ({"num_classes": 3}, "969d6016b8c3557e"),
+                           ({"channels": 1}, "12cad10604faf9f5")):
+        src = gd.EmbeddedShapes(32, num_images=64, **kwargs)
+        assert hashlib.sha256(src.images(np.arange(64)).tobytes()).hexdigest()[:16] == digest, kwargs
+        explicit = gd.EmbeddedShapes(32, num_images=64, max_shapes=2, radius=(0.12, 0.28), palette=0, **kwargs)
+        assert explicit.name == src.name
+        np.testing.assert_array_equal(explicit.images(np.arange(8)), src.images(np.arange(8)))
+
+
+def test_embedded_easier_data_options(monkeypatch):
+    import gan_jax.data.embedded as embedded  # noqa: PLC0415
+
+    painted = []
+    paint = embedded._paint
+    monkeypatch.setattr(embedded, "_paint", lambda img, kind, cx, cy, r, colour: (painted.append((kind, r, colour)),
+                                                                                 paint(img, kind, cx, cy, r, colour)))
+
+    def shapes_per_image(src, n=64):
+        counts = []
+        for i in range(n):
+            painted.clear()
+            src._image(i)  # not cached yet: drawn now
+            counts.append(list(painted))
+        return counts
+
+    # The default: one or two shapes, radius 0.12-0.28, any bright colour.
+    per_image = shapes_per_image(gd.EmbeddedShapes(32, num_images=64))
+    assert {len(p) for p in per_image} == {1, 2}
+    # max_shapes=1, larger shapes, a palette of 6 saturated hues: one shape of each image, its radius in
+    # the range, its colour one of the 6 (pure RGB primaries and secondaries), all three kinds drawn.
+    src = gd.open_source("embedded", resolution=32, num_images=64, max_shapes=1, radius=(0.2, 0.32), palette=6)
+    assert src.name == "embedded:shapes-32-64-0-s1-r0.2-0.32-p6"
+    per_image = shapes_per_image(src)
+    assert all(len(p) == 1 for p in per_image)
+    kinds = {p[0][0] for p in per_image}
+    assert kinds == {"disc", "square", "triangle"}
+    assert all(0.2 <= p[0][1] <= 0.32 for p in per_image)
+    colours = {tuple(np.round(p[0][2] * 255).astype(int)) for p in per_image}
+    assert colours <= {(255, 0, 0), (255, 255, 0), (0, 255, 0), (0, 255, 255), (0, 0, 255), (255, 0, 255)}
+    assert len(colours) == 6
+    img = src.images(np.arange(64))
+    # The shape's colour is in the image: its inner pixels are exactly the palette colour.
+    for i in range(8):
+        colour = np.round(per_image[i][0][2] * 255).astype(np.uint8)
+        assert (img[i] == colour).all(-1).sum() >= 20  # a radius of >= 6.4 pixels covers many whole pixels
+    # With classes, the class still fixes the kind (and colour family).
+    per_image = shapes_per_image(gd.EmbeddedShapes(32, num_images=30, num_classes=3, max_shapes=1), 30)
+    assert [p[0][0] for p in per_image] == [embedded.KINDS[i % 3] for i in range(30)]
+    with pytest.raises(ValueError, match="max_shapes must be 1 or 2"):
+        gd.EmbeddedShapes(8, max_shapes=3)
+    with pytest.raises(ValueError, match="radius must be"):
+        gd.EmbeddedShapes(8, radius=(0.3, 0.2))
+    with pytest.raises(ValueError, match="palette must be"):
+        gd.EmbeddedShapes(8, palette=-1)
+
+
 def test_embedded_bad_arguments():
     with pytest.raises(ValueError, match="resolution must be an integer >= 4"):
         gd.EmbeddedShapes(2)

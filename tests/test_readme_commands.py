@@ -23,7 +23,7 @@ import pytest
 from conftest import REPO
 
 READMES = [REPO / "README.md", REPO / "experiments" / "tpu_pod" / "README.md"]
-ABSL = ("gan_jax.main", "gan_jax.sample", "gan_jax.evaluate")
+ABSL = ("gan_jax.main", "gan_jax.sample", "gan_jax.evaluate", "gan_jax.project")
 ARGPARSE = ("gan_jax.convert", "gan_jax.data.prepare")
 POSITIONAL = {"gan_jax.sample": {"generate", "style-mix", "interpolate"}}
 

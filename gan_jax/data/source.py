@@ -30,7 +30,7 @@ from gan_jax.data.tfds_source import open_tfds
 
 __all__ = ["ImageSource", "check_indices", "one_hot", "open_source", "parse_tfds_spec"]
 
-_EMBEDDED_OPTIONS = {"num_images", "seed", "num_classes", "channels"}
+_EMBEDDED_OPTIONS = {"num_images", "seed", "num_classes", "channels", "max_shapes", "radius", "palette"}
 _FOLDER_OPTIONS = {"use_labels", "max_images", "random_seed"}
 _TFDS_OPTIONS = {"data_dir", "image_key", "label_key", "download"}
 _TFDS_VERSION = re.compile(r"^\d+\.\d+\.\d+$")  # tfds names may carry a version: 'cifar10:3.0.2'
@@ -65,9 +65,9 @@ def open_source(spec: str, resolution: int | None = None, **kwargs: Any) -> Imag
     ``resolution``: the resolution the caller needs. The embedded source is generated at it (32 when
     None); a folder, zip or tfds source whose images have another size raises a ValueError (they
     are never resized silently: ``python -m gan_jax.data.prepare --resolution=R`` makes a dataset
-    at R). ``kwargs`` go to the source: embedded ``num_images, seed, num_classes, channels``;
-    folders/zips ``use_labels, max_images, random_seed``; tfds ``data_dir, image_key, label_key,
-    download``.
+    at R). ``kwargs`` go to the source: embedded ``num_images, seed, num_classes, channels,
+    max_shapes, radius, palette``; folders/zips ``use_labels, max_images, random_seed``; tfds
+    ``data_dir, image_key, label_key, download``.
     """
     if not isinstance(spec, str) or not spec:
         raise ValueError(f"expected a source spec string ('embedded', a folder, a .zip or 'tfds:NAME'), got {spec!r}")

@@ -308,6 +308,7 @@ def compute_ppl(
     labels: np.ndarray | None = None,
     seed: int = 0,
     return_distances: bool = False,
+    devices: list[jax.Device] | None = None,
 ) -> float | tuple[float, np.ndarray]:
     """The PPL of G (its G_ema variables) over ``num_samples`` samples.
 
@@ -317,13 +318,14 @@ def compute_ppl(
     :func:`lpips.load_lpips`'s (torchvision's VGG16 and the lpips package's linear layers);
     ``labels`` [L, c_dim]: the dataset's labels for a conditional G. Returns the PPL (and the
     distances [num_samples] with ``return_distances=True``). :func:`ppl_metric` runs it with an
-    official metric's settings (:data:`PPL_METRICS`).
+    official metric's settings (:data:`PPL_METRICS`). ``devices``: the devices to split each batch
+    over (default: ``jax.local_devices()``).
     """
     if feature_variables is None:
         if features is not lpips_features:
             raise ValueError("pass feature_variables for a features function other than lpips_features")
         feature_variables = lpips_lib.load_lpips()
-    devices = jax.local_devices()
+    devices = list(jax.local_devices() if devices is None else devices)
     mesh = parallel.make_mesh(devices) if len(devices) > 1 and batch_size % len(devices) == 0 else None
     G_vars = {"params": G_vars["params"], "buffers": G_vars["buffers"]}
     labels = None if labels is None else jnp.asarray(labels, jnp.float32)

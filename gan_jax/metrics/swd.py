@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from collections.abc import Iterable
 
 import jax
 import jax.numpy as jnp
@@ -222,20 +223,38 @@ def _descriptors_jit(images: jax.Array, num_levels: int, xs: tuple[jax.Array, ..
     return [_gather(level, x, y) for level, x, y in zip(pyramid, xs, ys)]
 
 
-def _descriptors(images: np.ndarray, xs: list[np.ndarray], ys: list[np.ndarray],
-                 chunk: int) -> list[np.ndarray]:
-    """Descriptors of all images per level, float32 [N*128, C, 7, 7], computed ``chunk`` images at a time."""
+def _descriptors(images: np.ndarray | Iterable[np.ndarray], xs: list[np.ndarray], ys: list[np.ndarray],
+                 chunk: int, name: str = "images", shape: tuple[int, ...] | None = None) -> list[np.ndarray]:
+    """Descriptors of all images per level, float32 [N*128, C, 7, 7], computed ``chunk`` images at a time.
+
+    ``images``: uint8 [N, H, W, C], or an iterable of consecutive uint8 chunks [n_i, H, W, C] (each
+    checked against ``shape`` [N, H, W, C]; they must add up to N): only one chunk of images is held
+    at a time. A descriptor depends only on its image and its centre, so chunking changes nothing."""
     num_levels = len(xs)
+    total = xs[0].shape[0] // NHOODS_PER_IMAGE if num_levels else 0
+    if isinstance(images, np.ndarray):
+        chunks: Iterable[np.ndarray] = (images[b:b + chunk] for b in range(0, images.shape[0], chunk))
+    else:
+        chunks = images
     parts: list[list[np.ndarray]] = [[] for _ in range(num_levels)]
-    for begin in range(0, images.shape[0], chunk):
-        end = min(begin + chunk, images.shape[0])
+    begin = 0
+    for part in chunks:
+        part = _check_images(name, part)
+        if shape is not None and part.shape[1:] != tuple(shape[1:]):
+            raise ValueError(f"SWD: {name} chunks must be [n, {', '.join(map(str, shape[1:]))}]; found {part.shape}")
+        end = begin + part.shape[0]
+        if end > total:
+            raise ValueError(f"SWD: {name} chunks hold more than the {total} images announced")
         sl = slice(NHOODS_PER_IMAGE * begin, NHOODS_PER_IMAGE * end)
         # Centres are local to the chunk's images: image index m // 128 restarts at the chunk.
-        out = _descriptors_jit(jnp.asarray(images[begin:end]), num_levels,
+        out = _descriptors_jit(jnp.asarray(part), num_levels,
                                tuple(jnp.asarray(x[sl], jnp.int32) for x in xs),
                                tuple(jnp.asarray(y[sl], jnp.int32) for y in ys))
         for lod, d in enumerate(out):
             parts[lod].append(np.asarray(d))
+        begin = end
+    if begin != total:
+        raise ValueError(f"SWD: {name} chunks hold {begin} images, {total} were announced")
     return [np.concatenate(p) if len(p) > 1 else p[0] for p in parts]
 
 
@@ -313,12 +332,42 @@ def sliced_wasserstein(reals: np.ndarray, fakes: np.ndarray, seed: int = 0, *,
     chunk = minibatch_size or min(n, _CHUNK)
     desc_real = _descriptors(reals, draws.real_x, draws.real_y, chunk)
     desc_fake = _descriptors(fakes, draws.fake_x, draws.fake_y, chunk)
+    return _result(desc_real, desc_fake, draws, levels)
+
+
+def _result(desc_real: list[np.ndarray], desc_fake: list[np.ndarray], draws: SWDDraws, levels: list[int]) -> SWDResult:
+    """Per level: finalize both sets' descriptors [M, C, 7, 7], the distance with the level's directions, x 1e3."""
     dist = []
     for lod in range(len(levels)):
         a = finalize_descriptors(desc_real[lod])
         b = finalize_descriptors(desc_fake[lod])
         dist.append(sliced_wasserstein_distance(a, b, draws.directions[lod]) * SCALE)
     return SWDResult(resolutions=levels, levels=dist, mean=float(np.mean(dist)))
+
+
+def sliced_wasserstein_chunks(reals: Iterable[np.ndarray], fakes: Iterable[np.ndarray], shape: tuple[int, ...],
+                              seed: int = 0, *, rng: np.random.RandomState | None = None,
+                              draws: SWDDraws | None = None) -> SWDResult:
+    """:func:`sliced_wasserstein` of image sets given as iterables of consecutive uint8 chunks
+    ``[n_i, H, W, C]`` (e.g. read from a dataset or generated batch by batch), ``shape`` =
+    ``(N, H, W, C)`` of each whole set: only one chunk of images is in memory at a time (the
+    descriptors of each level are, as in the official code). Same draws, same numbers as
+    :func:`sliced_wasserstein` on the concatenated arrays with ``minibatch_size=None``.
+    ``swd16k`` at 1024x1024 holds 16384 x 128 x 147 float32 descriptors per level and set (1.2 GB)
+    instead of 51 GB of images."""
+    if len(shape) != 4:
+        raise ValueError(f"SWD: shape must be (N, H, W, C); found {shape}")
+    n, res, width, channels = (int(v) for v in shape)
+    if n < 1:
+        raise ValueError(f"SWD: needs at least one image; found shape {shape}")
+    _check_images("images", np.empty((1, res, width, channels), np.uint8))  # square, power of two, >= 16
+    levels = resolutions_of(res)
+    if draws is None:
+        draws = draw_swd(rng if rng is not None else np.random.RandomState(seed), n, res, channels, None)
+    _check_draws(draws, n, levels, channels)
+    desc_real = _descriptors(reals, draws.real_x, draws.real_y, _CHUNK, "reals", (n, res, width, channels))
+    desc_fake = _descriptors(fakes, draws.fake_x, draws.fake_y, _CHUNK, "fakes", (n, res, width, channels))
+    return _result(desc_real, desc_fake, draws, levels)
 
 
 def _check_draws(draws: SWDDraws, n: int, levels: list[int], channels: int) -> None:

@@ -45,7 +45,7 @@ from gan_jax.metrics.weights import cache_dir
 __all__ = ["LPIPS_LAYERS", "TORCHVISION_FILE", "TORCHVISION_URL", "VGG16", "VGG16Features",
            "VGG16WeightsError", "VGG16WeightsMismatch", "VGG16WeightsMissing", "abstract_variables",
            "adaptive_avg_pool", "adaptive_pool_matrix", "download", "find_weights", "load_vgg16",
-           "missing_message", "read_weights_file", "relu_features", "variables_from_torchvision"]
+           "missing_message", "pr_features", "read_weights_file", "relu_features", "variables_from_torchvision"]
 
 TORCHVISION_URL = "https://download.pytorch.org/models/vgg16-397923af.pth"
 TORCHVISION_FILE = os.path.basename(TORCHVISION_URL)
@@ -179,6 +179,39 @@ def relu_features(variables: Mapping[str, Any], x: jax.Array) -> dict[str, jax.A
     of ``x`` [N, H, W, 3] (normalised), from :class:`VGG16` variables (only ``features`` is read;
     variables holding the features alone, as ``load_vgg16(classifier=False)`` returns, work too)."""
     return VGG16Features().apply({"params": variables["params"]["features"]}, x, taps=True)
+
+
+# torchvision's ImageNet normalisation (transforms.Normalize in its VGG16 recipe), of [0, 1] pixels.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+PR_SIZE = 224  # NVIDIA's vgg16.pt resizes its input to 224x224 (resize_images=True)
+PR_DIM = 4096
+
+
+def pr_features(variables: Mapping[str, Any], images: jax.Array, size: int = PR_SIZE) -> jax.Array:
+    """Precision/recall embeddings: uint8 (or float 0..255) images ``[N, H, W, C]`` (C = 1 or 3) ->
+    ``[N, 4096]`` float32, the output of torchvision's ``classifier.4`` (fc2 after its ReLU: the
+    "fc2" features of Kynkaanniemi et al. 2019, as Keras' VGG16 layer of that name).
+
+    The images are mapped to [0, 1], a grey image repeated to RGB, area-resized to ``size`` x
+    ``size`` (``F.interpolate(mode='area')``, i.e. adaptive average pooling, as NVIDIA's ``vgg16.pt``
+    with ``resize_images=True``) and normalised with the ImageNet mean and std. ``variables``: the
+    full :class:`VGG16` (classifier included). NVIDIA's ``pr50k3`` reads the same layer of its
+    TorchScript ``vgg16.pt`` (``return_features=True``), which gan_jax does not read; the weights
+    here are torchvision's, so values are close to, not equal to, NVIDIA's (docs/metrics.md).
+    """
+    x = jnp.asarray(images).astype(jnp.float32) / 255.0
+    if x.ndim != 4 or x.shape[-1] not in (1, 3):
+        raise ValueError(f"pr_features expects images [N, H, W, 1 or 3], got shape {tuple(x.shape)}")
+    if x.shape[-1] == 1:
+        x = jnp.repeat(x, 3, axis=-1)
+    x = adaptive_avg_pool(x, size)
+    x = (x - jnp.asarray(IMAGENET_MEAN, jnp.float32)) / jnp.asarray(IMAGENET_STD, jnp.float32)
+    features = VGG16Features().apply({"params": variables["params"]["features"]}, x)
+    pooled = adaptive_avg_pool(features).reshape(features.shape[0], -1)
+    c = variables["params"]["classifier"]
+    h = nn.relu(jnp.dot(pooled, c["0"]["weight"], precision=_HIGHEST) + c["0"]["bias"])
+    return nn.relu(jnp.dot(h, c["3"]["weight"], precision=_HIGHEST) + c["3"]["bias"])
 
 
 # ---------------------------------------------------------------------------------------------
