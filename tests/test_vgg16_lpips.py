@@ -246,6 +246,24 @@ def test_download_keeps_only_a_file_with_the_named_hash(tmp_path):
     assert (tmp_path / "dest" / "vgg16-397923af.pth").read_bytes() == b"pretend weights"
 
 
+def test_nvidia_torchscript_vgg16_is_refused_naming_the_file_that_works(tmp_path):
+    """NVIDIA's metrics vgg16.pt is a TorchScript archive (torch.jit.save): refused, with torchvision's
+    file and where to put it (issue 20: one error saying which files work)."""
+    import zipfile
+
+    from gan_jax.metrics import vgg16
+
+    path = tmp_path / "vgg16.pt"
+    with zipfile.ZipFile(path, "w") as z:  # the layout torch.jit.save writes
+        z.writestr("vgg16/data.pkl", b"\x80\x02}q\x00.")
+        z.writestr("vgg16/constants.pkl", b"\x80\x02).")
+        z.writestr("vgg16/code/__torch__/vgg16.py", "class VGG16Module: ...")
+        z.writestr("vgg16/version", "3")
+    with pytest.raises(vgg16.VGG16WeightsError,
+                       match=r"TorchScript.*vgg16.pt is not read.*vgg16-397923af.pth.*hub/checkpoints.*--vgg16"):
+        vgg16.load_vgg16(str(path))
+
+
 def test_bad_inputs_say_what_is_wrong():
     import jax
     import jax.numpy as jnp

@@ -299,6 +299,13 @@ def read_weights_file(path: str, classifier: bool = True) -> dict[str, Any]:
 
     try:
         return variables_from_torchvision(torch_file.load_state_dict(path), classifier)
+    except torch_file.TorchFileError as e:
+        if "TorchScript" not in str(e):
+            raise rp.failure(VGG16WeightsError, path, e, "corrupt or not a VGG16 weights file") from None
+        # NVIDIA's metrics/vgg16.pt is TorchScript: its layers live in code gan_jax does not run.
+        raise VGG16WeightsError(f"{e}. NVIDIA's TorchScript vgg16.pt is not read; use torchvision's "
+                                f"{TORCHVISION_FILE} (from {TORCHVISION_URL}) in the torch hub cache "
+                                f"(~/.cache/torch/hub/checkpoints/), ${ENV_VAR} or --vgg16") from None
     except Exception as e:  # noqa: BLE001 (zipfile, numpy and the unpickler raise many kinds)
         raise rp.failure(VGG16WeightsError, path, e, "corrupt or not a VGG16 weights file") from None
 
