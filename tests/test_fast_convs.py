@@ -1,6 +1,6 @@
 """The CPU fast paths of ``gan_jax.nn.conv`` against XLA's own convolutions (the reference path).
 
-On CPU, strided and transposed convolutions run as matrix products over their taps
+On CPU, strided, transposed and 1x1 convolutions run as matrix products over their taps
 (docs/performance.md). They must give XLA's numbers: the
 values, the gradients, and the second derivatives that R1 and the path length take, in float64
 (to rounding) and in float32 (to the tolerance the fixtures use).
@@ -17,7 +17,7 @@ from gan_jax.nn import conv as conv_lib
 from tolerance import assert_close
 
 # (H, W, C, O, kh, kw, stride, padding): the shapes the networks use (3x3 stride 2, ProGAN's 4x4
-# fused resampling, 1x1), odd sizes, stride 3, asymmetric kernels and paddings.
+# fused resampling, 1x1 strided and not), odd sizes, stride 3, asymmetric kernels and paddings.
 CASES = [
     (5, 7, 4, 6, 3, 3, 2, (0, 0)),
     (6, 6, 4, 6, 3, 3, 2, (1, 1)),
@@ -25,6 +25,7 @@ CASES = [
     (6, 5, 3, 3, 1, 1, 2, (0, 0)),
     (7, 7, 2, 2, 3, 2, 3, (2, 1)),
     (9, 8, 2, 3, 5, 3, 2, (2, 0)),
+    (5, 6, 4, 3, 1, 1, 1, (0, 0)),  # stride-1 1x1 (toRGB, fromRGB, D's skips): a matrix product on CPU
 ]
 
 
