@@ -64,15 +64,19 @@ class _StageInput:
         self.steps = self._steps[program]
         return True
 
-    def next_batch(self) -> dict[str, jax.Array]:
+    def next_batch(self, in_flight: jax.Array | None = None) -> dict[str, jax.Array]:
         """The current step's batch, placed on the devices while the previous step ran; places the next
         step's (within the stage) before returning, so its host-to-device copy overlaps this step.
-        ``data_wait``: the seconds this took (waiting on the pipeline included)."""
+
+        ``data_wait``: the seconds this took (waiting on the pipeline included), counted only when the
+        devices may have idled for it: 0 when ``in_flight`` (an output of the step dispatched last) is
+        still being computed after the wait, since the loop then waited while the devices worked."""
         start = time.perf_counter()
         while len(self.ahead) < 2 and self.next_load < self.end:
             self.ahead.append(parallel.global_batch(next(self.batches), self.mesh))
             self.next_load += 1
-        self.data_wait = time.perf_counter() - start
+        busy = in_flight is not None and hasattr(in_flight, "is_ready") and not in_flight.is_ready()
+        self.data_wait = 0.0 if busy else time.perf_counter() - start
         return self.ahead.popleft()
 
     def close(self) -> None:
@@ -179,7 +183,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, max_steps: int | None
                         logger.print(f"stage {inputs.stage.name}: batch {inputs.stage.batch_size}, "
                                      f"steps {inputs.start}..{inputs.end}")
                     progress.restart_clock()
-                state, metrics = inputs.steps(state, inputs.next_batch(), step)
+                state, metrics = inputs.steps(state, inputs.next_batch(in_flight=state.step), step)
                 progress.step_done(step, metrics, state.step, inputs.steps.just_compiled, inputs.data_wait)
 
                 done, before, after = step + 1, plan.images_at(step), plan.images_at(step + 1)

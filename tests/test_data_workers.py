@@ -4,6 +4,7 @@ the data wait in the run's metrics."""
 
 from __future__ import annotations
 
+import collections
 import io
 import json
 import os
@@ -187,3 +188,35 @@ def test_the_run_logs_its_data_wait(tmp_path, capsys):
     out = capsys.readouterr().out
     assert " data " in out.splitlines()[0] and "%" in out.splitlines()[0], out
     assert out.count("data.workers") == 1, out  # one warning, not one per report
+
+
+class _Busy:
+    """Stands for the output of a step still being computed (``jax.Array.is_ready`` is False)."""
+
+    def __init__(self, ready: bool):
+        self.ready = ready
+
+    def is_ready(self) -> bool:
+        return self.ready
+
+
+def test_a_wait_while_the_devices_still_compute_is_not_counted_as_data_wait():
+    """The loop fetches the next batch while the last dispatched step runs: a wait that ends before that
+    step does cost the devices nothing and is not counted (so the data warning does not fire for it)."""
+    from gan_jax import parallel, train
+
+    class SlowBatches:
+        def __next__(self):
+            time.sleep(0.05)
+            return {"image": np.zeros((8, 4, 4, 3), np.uint8)}  # 8: divisible by the test devices
+
+    inputs = train._StageInput.__new__(train._StageInput)
+    inputs.mesh = parallel.make_mesh()
+    waits = {}
+    for ready in (False, True):
+        inputs.ahead, inputs.batches, inputs.next_load, inputs.end = collections.deque(), SlowBatches(), 0, 10
+        batch = inputs.next_batch(in_flight=_Busy(ready))
+        assert batch["image"].shape == (8, 4, 4, 3)
+        waits[ready] = inputs.data_wait
+    assert waits[False] == 0.0
+    assert waits[True] >= 0.09  # two batches loaded (this step's and the next's), 0.05 s each
