@@ -27,9 +27,12 @@ def _release_compiled_steps():
     jax.clear_caches()
 
 
-def _leaves_close(a, b, atol):
+def _leaves_close(a, b, atol, rtol=0.0):
+    """Each leaf to ``rtol`` of its largest magnitude plus ``atol``: the devices sum the gradients in
+    another order, and Adam's first step divides each gradient by its own size, which enlarges a
+    float32 rounding difference for gradients near zero (seen: 1e-5 of a weight's scale)."""
     for (path, x), y in zip(jax.tree_util.tree_leaves_with_path(a), jax.tree.leaves(b)):
-        assert_close(np.asarray(x), np.asarray(y), atol=atol, what=jax.tree_util.keystr(path))
+        assert_close(np.asarray(x), np.asarray(y), rtol=rtol, atol=atol, what=jax.tree_util.keystr(path))
 
 
 def test_one_step_on_8_devices_equals_1_device():
@@ -49,9 +52,9 @@ def test_one_step_on_8_devices_equals_1_device():
         state, metrics = steps(state, batch, 0)
         results.append((jax.device_get(state), jax.device_get(metrics)))
     (s8, m8), (s1, m1) = results
-    _leaves_close(s8.params, s1.params, 1e-5)
-    _leaves_close(s8.ema_params, s1.ema_params, 1e-5)
-    _leaves_close(s8.extra, s1.extra, 1e-5)
+    _leaves_close(s8.params, s1.params, 1e-5, rtol=2e-5)
+    _leaves_close(s8.ema_params, s1.ema_params, 1e-5, rtol=2e-5)
+    _leaves_close(s8.extra, s1.extra, 1e-5, rtol=2e-5)
     # The metrics are one output (means of the same scores and losses; a mean of signed scores can
     # cancel): each to 1e-5 of the largest of them, 1e-6 absolute.
     scale = max(abs(float(v)) for v in m1.values())
