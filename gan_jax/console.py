@@ -178,7 +178,8 @@ class Progress:
     end): ``last_good`` is the number of steps known to be finite. Throughput windows leave out
     compilation and evaluations (:meth:`restart_clock`). The data wait (seconds the loop spent getting
     each timed step's batch while the devices had no step left to run: a wait that ends before the
-    last dispatched step does counts 0, ``train._StageInput.next_batch``) is reported as ``Timing/data_wait_sec`` (mean per step) and
+    last dispatched step does counts 0, ``train._StageInput.next_batch``) is reported as
+    ``Timing/data_wait_sec`` (mean per step) and
     ``Timing/data_wait_frac`` (its share of the window's time), on the console line as ``data N%``; a
     share over ``DATA_WAIT_WARN_FRACTION`` prints one warning naming ``data.workers``.
     """

@@ -30,9 +30,12 @@ def conv2d(
         w = w[::-1, ::-1]
     py, px = padding
     w = w.astype(x.dtype)
-    if w.shape[:2] == (1, 1) and stride == 1 and tuple(padding) == (0, 0) and _gemm_convs(groups, _GEMM_MIN_MACS):
+    one_by_one = w.shape[:2] == (1, 1) and stride == 1 and tuple(padding) == (0, 0)
+    if one_by_one and _gemm_convs(groups, _GEMM_MIN_MACS):
         # A 1x1 convolution is a matrix product; as one, its gradients are 2-4x faster on CPU
-        # (toRGB, fromRGB and D's resnet skips: docs/performance.md).
+        # (toRGB, fromRGB and D's resnet skips: docs/performance.md). At any size (hence the
+        # threshold itself as its size): the threshold keeps XLA's faster-compiling convolutions for
+        # small layers, and a matrix product compiles as fast.
         n, h, wd, c = x.shape
         return jnp.dot(x.reshape(n * h * wd, c), w.reshape(c, -1)).reshape(n, h, wd, -1)
     if stride > 1 and _gemm_convs(groups, x.size * w.size // (w.shape[2] * stride * stride)):
