@@ -3,6 +3,7 @@
     python benchmarks/side_by_side.py                      # bench32 with ADA, 3 repeats of each, alternating
     python benchmarks/side_by_side.py --aug=noaug          # the networks and losses alone
     python benchmarks/side_by_side.py --repeats=5 --threads=1
+    python benchmarks/side_by_side.py --host_malloc=both  # also gan_jax with GAN_JAX_HOST_MALLOC=1
 
 Each repeat runs, one after the other and never at the same time,
   * ``../shared/peers/stylegan2_ada_official.py --cfg bench32`` (the official training step:
@@ -41,6 +42,9 @@ _PEER_CFG = flags.DEFINE_string("peer_cfg", "bench32", "The driver's --cfg prese
 _REPEATS = flags.DEFINE_integer("repeats", 3, "Alternating runs of each side.")
 _THREADS = flags.DEFINE_integer("threads", os.cpu_count() or 1, "Threads (torch) / cores (JAX).")
 _AUG = flags.DEFINE_enum("aug", "ada", ["ada", "noaug"], "Augmentation on both sides (NVIDIA's --aug).")
+_HOST_MALLOC = flags.DEFINE_enum("host_malloc", "off", ["off", "on", "both"],
+                                 "gan_jax with GAN_JAX_HOST_MALLOC=1 (gan_jax/host_malloc.py): off (the "
+                                 "default, as a user runs it), on, or both (a third run per repeat).")
 
 _FIGURE = re.compile(r"images_per_sec=([0-9.]+)")
 
@@ -67,20 +71,27 @@ def main(argv: list[str]) -> None:
             f"--config.augment.mode={_AUG.value}"]
     if threads < (os.cpu_count() or 1):
         ours = ["taskset", "-c", ",".join(str(i) for i in range(threads)), *ours]
-    figures: dict[str, list[float]] = {"official": [], "gan_jax": []}
+    runs = [("official", peer, env)]
+    if _HOST_MALLOC.value in ("off", "both"):
+        runs.append(("gan_jax", ours, dict(env, GAN_JAX_HOST_MALLOC="0")))
+    if _HOST_MALLOC.value in ("on", "both"):
+        runs.append(("gan_jax+host_malloc", ours, dict(env, GAN_JAX_HOST_MALLOC="1")))
+    figures: dict[str, list[float]] = {name: [] for name, _, _ in runs}
     for i in range(_REPEATS.value):
-        for name, cmd in (("official", peer), ("gan_jax", ours)):
-            ips, out = _run(cmd, env)
+        for name, cmd, run_env in runs:
+            ips, out = _run(cmd, run_env)
             figures[name].append(ips)
             load = os.getloadavg()[0]
-            print(f"repeat {i + 1} {name:8s} images_per_sec={ips:.2f} (load average {load:.2f})", flush=True)
+            print(f"repeat {i + 1} {name:19s} images_per_sec={ips:.2f} (load average {load:.2f})", flush=True)
             if i == 0:
                 for line in out.splitlines():
                     if line.startswith(("params:", "compile_seconds", "config=", "precision:")):
                         print(f"    {line}")
     med = {k: statistics.median(v) for k, v in figures.items()}
-    print(f"median images_per_sec: official={med['official']:.2f} gan_jax={med['gan_jax']:.2f} "
-          f"ratio={med['gan_jax'] / med['official']:.2f}x (threads={threads}, repeats={_REPEATS.value})")
+    for name in med:
+        if name != "official":
+            print(f"median images_per_sec: official={med['official']:.2f} {name}={med[name]:.2f} "
+                  f"ratio={med[name] / med['official']:.2f}x (threads={threads}, repeats={_REPEATS.value})")
 
 
 if __name__ == "__main__":

@@ -20,6 +20,10 @@ import sys
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
+from gan_jax import host_malloc  # noqa: E402
+
+host_malloc.configure()  # before jax and TensorFlow start threads (gan_jax/host_malloc.py says why)
+
 from absl import app, flags, logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
