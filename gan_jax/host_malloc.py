@@ -10,8 +10,8 @@ arena and no ``mmap`` make glibc keep the freed block in its heap and hand it to
 ``configure()`` must run before anything starts threads (before ``import jax``): a thread keeps
 the arena it first allocated from. **Off unless ``GAN_JAX_HOST_MALLOC=1``**, because one arena
 serialises every thread's allocations: on the small demo network (many small steps) it made a step
-40 % slower, and compiling takes 20-25 % longer. On bench32 it was 4 % faster (medians of 3
-interleaved runs; docs/performance.md). glibc (Linux) only; the process keeps its peak memory.
+40 % slower, and compiling takes ~20 % longer. On bench32 it was 4 % faster (medians of 3
+interleaved runs) and 5-8 % side by side (docs/performance.md). glibc (Linux) only; the process keeps its peak memory.
 Imports only the standard library.
 """
 

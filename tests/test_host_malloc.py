@@ -51,6 +51,7 @@ def test_freed_block_is_reused_without_page_faults():
     assert min(off["faults"][1:]) > 0.8 * off["faults"][0] > 0, off
     assert max(on["faults"][1:]) < 0.02 * on["faults"][0], on
 
+
 def test_off_by_default_and_bad_values_are_refused():
     assert _probe(None)["applied"] is False
     environ = dict(os.environ, GAN_JAX_HOST_MALLOC="yes", PYTHONPATH=_REPO)
