@@ -3,9 +3,10 @@
     python benchmarks/side_by_side.py                      # bench32 with ADA, 3 repeats of each, alternating
     python benchmarks/side_by_side.py --aug=noaug          # the networks and losses alone
     python benchmarks/side_by_side.py --repeats=5 --threads=1
-    python benchmarks/side_by_side.py --host_malloc=both  # also gan_jax with GAN_JAX_HOST_MALLOC=1
+    python benchmarks/side_by_side.py --host_malloc=auto,0  # also gan_jax with GAN_JAX_HOST_MALLOC=0
 
-Each repeat runs, one after the other and never at the same time,
+Each repeat runs, one after the other and never at the same time (the official trainer first in
+odd repeats and last in even ones),
   * ``../shared/peers/stylegan2_ada_official.py --cfg bench32`` (the official training step:
     ``training/networks.py``, ``training/loss.py``, its phase table and Adam, from a checkout of
     NVlabs/stylegan2-ada-pytorch given by ``--src``; kept out of git), one warm-up iteration and 16
@@ -42,9 +43,9 @@ _PEER_CFG = flags.DEFINE_string("peer_cfg", "bench32", "The driver's --cfg prese
 _REPEATS = flags.DEFINE_integer("repeats", 3, "Alternating runs of each side.")
 _THREADS = flags.DEFINE_integer("threads", os.cpu_count() or 1, "Threads (torch) / cores (JAX).")
 _AUG = flags.DEFINE_enum("aug", "ada", ["ada", "noaug"], "Augmentation on both sides (NVIDIA's --aug).")
-_HOST_MALLOC = flags.DEFINE_enum("host_malloc", "off", ["off", "on", "both"],
-                                 "gan_jax with GAN_JAX_HOST_MALLOC=1 (gan_jax/host_malloc.py): off (the "
-                                 "default, as a user runs it), on, or both (a third run per repeat).")
+_HOST_MALLOC = flags.DEFINE_list("host_malloc", ["auto"],
+                                 "GAN_JAX_HOST_MALLOC settings of gan_jax's runs (gan_jax/host_malloc.py), one "
+                                 "run per setting and repeat: auto (the default, as a user runs it), 0, 1.")
 
 _FIGURE = re.compile(r"images_per_sec=([0-9.]+)")
 
@@ -72,17 +73,20 @@ def main(argv: list[str]) -> None:
     if threads < (os.cpu_count() or 1):
         ours = ["taskset", "-c", ",".join(str(i) for i in range(threads)), *ours]
     runs = [("official", peer, env)]
-    if _HOST_MALLOC.value in ("off", "both"):
-        runs.append(("gan_jax", ours, dict(env, GAN_JAX_HOST_MALLOC="0")))
-    if _HOST_MALLOC.value in ("on", "both"):
-        runs.append(("gan_jax+host_malloc", ours, dict(env, GAN_JAX_HOST_MALLOC="1")))
+    for setting in _HOST_MALLOC.value:
+        if setting not in ("auto", "0", "1"):
+            raise app.UsageError(f"--host_malloc={setting!r}: expected auto, 0 or 1 (a comma-separated list)")
+        name = "gan_jax" if setting == "auto" else f"gan_jax host_malloc={setting}"
+        runs.append((name, ours, dict(env, GAN_JAX_HOST_MALLOC=setting)))
     figures: dict[str, list[float]] = {name: [] for name, _, _ in runs}
     for i in range(_REPEATS.value):
-        for name, cmd, run_env in runs:
+        # Official first in odd repeats, last in even ones: a machine that speeds up or slows down
+        # over the run (a shared host) favours neither side.
+        for name, cmd, run_env in runs if i % 2 == 0 else runs[::-1]:
             ips, out = _run(cmd, run_env)
             figures[name].append(ips)
             load = os.getloadavg()[0]
-            print(f"repeat {i + 1} {name:19s} images_per_sec={ips:.2f} (load average {load:.2f})", flush=True)
+            print(f"repeat {i + 1} {name:21s} images_per_sec={ips:.2f} (load average {load:.2f})", flush=True)
             if i == 0:
                 for line in out.splitlines():
                     if line.startswith(("params:", "compile_seconds", "config=", "precision:")):

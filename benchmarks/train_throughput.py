@@ -30,7 +30,7 @@ sys.path.insert(0, _REPO)
 
 from gan_jax import host_malloc  # noqa: E402
 
-_HOST_MALLOC = host_malloc.configure()  # before jax starts its threads, as gan_jax.main does
+host_malloc.configure()  # GAN_JAX_HOST_MALLOC=1: before anything starts threads, as gan_jax.main does
 
 _CONFIG = config_flags.DEFINE_config_file("config", os.path.join(_REPO, "configs", "default.py"), "Config file.")
 _CYCLES = flags.DEFINE_integer("cycles", 1, "Timed lazy-regularisation cycles (16 iterations each for StyleGAN2).")
@@ -39,6 +39,7 @@ _BIGGAN_WIDTH = flags.DEFINE_enum("biggan_width", "auto", ["auto", "full", "redu
 
 
 def main(argv: list[str]) -> None:
+    kept_scratch = host_malloc.configure(_CONFIG.value)  # GAN_JAX_HOST_MALLOC=auto, as gan_jax.main decides it
     import jax
     import numpy as np
 
@@ -85,7 +86,7 @@ def main(argv: list[str]) -> None:
     ips = n * b / sec
     print(f"config={config.recipe} res={r} batch={b} devices={mesh.devices.size} backend={jax.default_backend()} "
           f"dtype={config.model.dtype} fused_modconv={config.model.get('fused_modconv')} timed_iters={n}"
-          + (f" G_ch={config.model.G.G_ch}" if config.recipe == "biggan" else "") + f" host_malloc={int(_HOST_MALLOC)}")
+          + (f" G_ch={config.model.G.G_ch}" if config.recipe == "biggan" else "") + f" host_malloc={int(kept_scratch)}")
     print(f"losses after the timed window: {losses}")
     print(f"compile_seconds={compile_s:.1f} ({len(steps.compile_seconds)} phase sets; warm-up cycle {warm:.1f} s)")
     stats = [d.memory_stats() or {} for d in mesh.devices.flat]
