@@ -19,9 +19,9 @@ no second arena exists yet. ``GAN_JAX_HOST_MALLOC``:
 * ``1``: on for any config; ``0``: off.
 
 Small networks are why it is not on everywhere: one arena serialises every thread's allocations,
-and on the demo's network (many short steps) a step took 40 % longer; compiling takes 20-50 % longer
-(bench32: 74 s against 48-52 s); and the process keeps its peak memory. glibc (Linux) only. Imports only the standard
-library (``config`` is read as a mapping).
+and on the demo's network (many short steps) a step took 40 % longer; compiling takes 20-50 %
+longer (bench32: 74 s against 48-52 s); and the process keeps its peak memory. glibc (Linux) only.
+Imports only the standard library (``config`` is read as a mapping).
 """
 
 from __future__ import annotations
