@@ -30,8 +30,6 @@ sys.path.insert(0, _REPO)
 
 from gan_jax import host_malloc  # noqa: E402
 
-host_malloc.configure()  # GAN_JAX_HOST_MALLOC=1: before anything starts threads, as gan_jax.main does
-
 _CONFIG = config_flags.DEFINE_config_file("config", os.path.join(_REPO, "configs", "default.py"), "Config file.")
 _CYCLES = flags.DEFINE_integer("cycles", 1, "Timed lazy-regularisation cycles (16 iterations each for StyleGAN2).")
 _BIGGAN_WIDTH = flags.DEFINE_enum("biggan_width", "auto", ["auto", "full", "reduced"],
@@ -39,7 +37,7 @@ _BIGGAN_WIDTH = flags.DEFINE_enum("biggan_width", "auto", ["auto", "full", "redu
 
 
 def main(argv: list[str]) -> None:
-    kept_scratch = host_malloc.configure(_CONFIG.value)  # GAN_JAX_HOST_MALLOC=auto, as gan_jax.main decides it
+    kept_scratch = host_malloc.configure(_CONFIG.value)  # before jax's first computation, as gan_jax.main
     import jax
     import numpy as np
 

@@ -20,13 +20,10 @@ import sys
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
-from gan_jax import host_malloc  # noqa: E402
-
-host_malloc.configure()  # GAN_JAX_HOST_MALLOC=1: before anything starts threads (gan_jax/host_malloc.py)
-
 from absl import app, flags, logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
+from gan_jax import host_malloc  # noqa: E402
 from gan_jax.config_files import (  # noqa: E402
     CONFIGS_DIR,
     DEFAULT_CONFIG,
@@ -50,7 +47,7 @@ def main(argv: list[str]) -> None:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     if not _WORKDIR.value:
         raise app.UsageError("--workdir is required: the directory for checkpoints, logs and samples")
-    host_malloc.configure(_CONFIG.value)  # GAN_JAX_HOST_MALLOC=auto: large networks on a CPU, before jax starts
+    host_malloc.configure(_CONFIG.value)  # before jax's first computation (gan_jax/host_malloc.py)
     # Imported after flag parsing, so that --help is fast.
     from gan_jax import parallel, recipes, train
     from gan_jax.console import quiet_libraries
